@@ -1,0 +1,172 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Nimbus: serverless functions and backend services in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "nimbus", version, about)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of human output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How client commands reach the control API.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Control API URL (default: the local `nimbus up`, from its client config).
+    #[arg(long, env = "NIMBUS_API", global = true)]
+    pub api: Option<String>,
+    /// API token (default: from the client config written by `nimbus up`).
+    #[arg(long, env = "NIMBUS_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the platform: function gateway and control API, state in one data dir.
+    Up(UpArgs),
+    /// Create a new app from a template.
+    New(NewArgs),
+    /// Run the build commands of an app's functions.
+    Build(DirArgs),
+    /// Build, upload and deploy an app; prints its URLs once it is live.
+    Deploy(DeployArgs),
+    /// List apps.
+    Apps(ApiOnly),
+    /// List the functions of an app.
+    Functions(AppArgs),
+    /// Call a function over HTTP and print the response.
+    Invoke(InvokeArgs),
+    /// Make an earlier version of an app live again.
+    Rollback(RollbackArgs),
+    /// Delete an app and its routes.
+    Delete(AppArgs),
+}
+
+/// `nimbus up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Data directory [default: ~/.local/share/nimbus].
+    #[arg(long, env = "NIMBUS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address for function traffic [default: 127.0.0.1:8080].
+    #[arg(long, env = "NIMBUS_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address for the control API [default: 127.0.0.1:7070].
+    #[arg(long, env = "NIMBUS_API_LISTEN")]
+    pub api_listen: Option<SocketAddr>,
+    /// A TOML file with `data_dir`, `listen` and `api_listen` (flags and env vars win).
+    #[arg(long, env = "NIMBUS_SERVER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Issue a new API token (the old one stops working) and write it to the client config.
+    #[arg(long)]
+    pub reset_token: bool,
+    /// After starting, build and deploy the app in this directory (repeatable).
+    #[arg(long = "deploy", value_name = "DIR")]
+    pub deploy: Vec<PathBuf>,
+}
+
+/// A command that only talks to the API.
+#[derive(Debug, Args)]
+pub struct ApiOnly {
+    /// API access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// A command on one app.
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    /// App name.
+    pub app: String,
+    /// API access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// A command on an app directory.
+#[derive(Debug, Args)]
+pub struct DirArgs {
+    /// The app directory (holding nimbus.toml).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// `nimbus deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The app directory (holding nimbus.toml).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Skip the build commands; upload the components as they are.
+    #[arg(long)]
+    pub no_build: bool,
+    /// API access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// Template languages.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Lang {
+    /// JavaScript (componentize-js).
+    Js,
+    /// Python (componentize-py).
+    Python,
+}
+
+/// `nimbus new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// App name (also the directory created).
+    pub name: String,
+    /// Template language.
+    #[arg(long, value_enum, default_value = "js")]
+    pub lang: Lang,
+    /// Parent directory to create the app in.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// `nimbus invoke`.
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// `APP/FUNCTION`, or `APP` if it has one function.
+    pub target: String,
+    /// Path to request (default: the function's first route).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// HTTP method.
+    #[arg(short = 'X', long, default_value = "GET")]
+    pub method: String,
+    /// Request body (`@file` reads a file).
+    #[arg(short, long)]
+    pub data: Option<String>,
+    /// Extra header `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// API access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// `nimbus rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// App name.
+    pub app: String,
+    /// Version to activate (default: the one before the active version).
+    #[arg(long)]
+    pub to: Option<u64>,
+    /// API access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}

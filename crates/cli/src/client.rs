@@ -1,0 +1,195 @@
+//! A typed client of the control API.
+
+use anyhow::{Context, anyhow, bail};
+use nimbus_control::types::{
+    AppStatus, DeployRequest, DeployResponse, ErrorBody, FunctionStatus, Info, RollbackRequest,
+};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::args::ApiArgs;
+use crate::config::{ClientConfig, DEFAULT_API_LISTEN, client_config_path};
+
+/// A control-API client.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// An error response from the API.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable error code.
+    pub code: String,
+    /// Message.
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl ApiClient {
+    /// Resolves the API URL and token: flags/env first, then the client config file, then
+    /// the default local address.
+    pub fn from_args(args: &ApiArgs) -> anyhow::Result<Self> {
+        let file = ClientConfig::load(&client_config_path())?;
+        let base = args
+            .api
+            .clone()
+            .or_else(|| file.as_ref().map(|f| f.api.clone()))
+            .unwrap_or_else(|| format!("http://{DEFAULT_API_LISTEN}"));
+        let token = args.token.clone().or_else(|| file.and_then(|f| f.token));
+        Ok(Self::new(base, token))
+    }
+
+    /// A client for `base` with `token`.
+    pub fn new(base: String, token: Option<String>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        }
+    }
+
+    /// The API base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let builder = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    async fn send(&self, builder: RequestBuilder) -> anyhow::Result<Response> {
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| anyhow!(Unreachable(self.base.clone(), e.to_string())))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => (body.error.code, body.error.message),
+            Err(_) => (
+                "http_error".to_owned(),
+                format!("{status}: {}", text.trim()),
+            ),
+        };
+        Err(ApiError {
+            status,
+            code,
+            message,
+        }
+        .into())
+    }
+
+    async fn json<T: DeserializeOwned>(&self, builder: RequestBuilder) -> anyhow::Result<T> {
+        let response = self.send(builder).await?;
+        response
+            .json()
+            .await
+            .context("invalid response from the control API")
+    }
+
+    /// `GET /v1/info`.
+    pub async fn info(&self) -> anyhow::Result<Info> {
+        self.json(self.request(Method::GET, "/v1/info")).await
+    }
+
+    /// Whether the blob is stored.
+    pub async fn has_blob(&self, digest: &str) -> anyhow::Result<bool> {
+        let response = self
+            .request(Method::HEAD, &format!("/v1/blobs/{digest}"))
+            .send()
+            .await
+            .map_err(|e| anyhow!(Unreachable(self.base.clone(), e.to_string())))?;
+        match response.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            StatusCode::UNAUTHORIZED => Err(ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                code: "unauthorized".into(),
+                message: "missing or invalid API token".into(),
+            }
+            .into()),
+            other => bail!("unexpected status {other} checking blob {digest}"),
+        }
+    }
+
+    /// Uploads a blob from a streaming body.
+    pub async fn put_blob(&self, digest: &str, body: reqwest::Body) -> anyhow::Result<()> {
+        self.send(
+            self.request(Method::PUT, &format!("/v1/blobs/{digest}"))
+                .body(body),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `POST /v1/apps`.
+    pub async fn deploy(&self, request: &DeployRequest) -> anyhow::Result<DeployResponse> {
+        self.json(self.request(Method::POST, "/v1/apps").json(request))
+            .await
+    }
+
+    /// `GET /v1/apps`.
+    pub async fn apps(&self) -> anyhow::Result<Vec<AppStatus>> {
+        self.json(self.request(Method::GET, "/v1/apps")).await
+    }
+
+    /// `GET /v1/apps/{app}`.
+    pub async fn app(&self, app: &str) -> anyhow::Result<AppStatus> {
+        self.json(self.request(Method::GET, &format!("/v1/apps/{app}")))
+            .await
+    }
+
+    /// `GET /v1/apps/{app}/functions`.
+    pub async fn functions(&self, app: &str) -> anyhow::Result<Vec<FunctionStatus>> {
+        self.json(self.request(Method::GET, &format!("/v1/apps/{app}/functions")))
+            .await
+    }
+
+    /// `POST /v1/apps/{app}/rollback`.
+    pub async fn rollback(&self, app: &str, version: Option<u64>) -> anyhow::Result<AppStatus> {
+        let body = RollbackRequest { version };
+        self.json(
+            self.request(Method::POST, &format!("/v1/apps/{app}/rollback"))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/apps/{app}`.
+    pub async fn delete(&self, app: &str) -> anyhow::Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/v1/apps/{app}")))
+            .await?;
+        Ok(())
+    }
+}
+
+/// The API could not be reached at all.
+#[derive(Debug)]
+pub struct Unreachable(pub String, pub String);
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot reach the control API at {}: {}", self.0, self.1)
+    }
+}
+
+impl std::error::Error for Unreachable {}

@@ -1,0 +1,121 @@
+//! `nimbus deploy`: build, upload changed components (content-addressed: an unchanged
+//! component is never uploaded twice), deploy, print the URLs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use futures::TryStreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use nimbus_control::types::{DeployRequest, DeployResponse};
+use sha2::{Digest, Sha256};
+use tokio_util::io::ReaderStream;
+
+use crate::args::DeployArgs;
+use crate::client::ApiClient;
+use crate::commands::build::{read_manifest, run_builds};
+use crate::output;
+
+/// `nimbus deploy`.
+pub async fn run(args: DeployArgs, json: bool) -> anyhow::Result<()> {
+    let client = ApiClient::from_args(&args.api)?;
+    let response = deploy_dir(&client, &args.dir, !args.no_build, json).await?;
+    let info = client.info().await?;
+    if json {
+        output::json(&response)?;
+    } else {
+        let app = &response.app;
+        let compiled = response.components.iter().filter(|c| !c.cache_hit).count();
+        println!(
+            "deployed {} version {} ({} function{}, {} component{} compiled)",
+            app.name,
+            app.active_version,
+            app.functions.len(),
+            if app.functions.len() == 1 { "" } else { "s" },
+            compiled,
+            if compiled == 1 { "" } else { "s" },
+        );
+        for function in &app.functions {
+            for route in &function.routes {
+                println!(
+                    "  {:<16} {}",
+                    function.name,
+                    output::route_url(&info.gateway_url, route)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builds (optionally), uploads and deploys the app in `dir`.
+pub async fn deploy_dir(
+    client: &ApiClient,
+    dir: &Path,
+    build: bool,
+    quiet: bool,
+) -> anyhow::Result<DeployResponse> {
+    let (app, manifest, manifest_path) = read_manifest(dir)?;
+    if build {
+        run_builds(&app, dir, quiet).await?;
+    }
+    let mut components = BTreeMap::new();
+    let mut uploaded: BTreeMap<String, String> = BTreeMap::new();
+    for function in &app.functions {
+        let path = dir.join(&function.component);
+        let digest = digest_file(&path).await.with_context(|| {
+            format!(
+                "function `{}`: cannot read component {} (build it first, or check `component` in nimbus.toml)",
+                function.name,
+                path.display()
+            )
+        })?;
+        if !uploaded.contains_key(&digest) && !client.has_blob(&digest).await? {
+            upload(client, &path, &digest, quiet).await?;
+        }
+        uploaded.insert(digest.clone(), function.name.clone());
+        components.insert(function.name.clone(), digest);
+    }
+    client
+        .deploy(&DeployRequest {
+            manifest,
+            manifest_file: Some(manifest_path.display().to_string()),
+            components,
+        })
+        .await
+}
+
+async fn digest_file(path: &Path) -> anyhow::Result<String> {
+    let bytes = tokio::fs::read(path).await?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+async fn upload(client: &ApiClient, path: &Path, digest: &str, quiet: bool) -> anyhow::Result<()> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let len = file.metadata().await?.len();
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(len);
+        bar.set_style(
+            ProgressStyle::with_template("uploading {msg} [{bar:30}] {bytes}/{total_bytes}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        bar
+    };
+    let progress = bar.clone();
+    let stream = ReaderStream::new(file).inspect_ok(move |chunk| progress.inc(chunk.len() as u64));
+    client
+        .put_blob(digest, reqwest::Body::wrap_stream(stream))
+        .await?;
+    bar.finish_and_clear();
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! One module per command; each is thin and leaves the work to the library crates.
+
+pub mod apps;
+pub mod build;
+pub mod delete;
+pub mod deploy;
+pub mod functions;
+pub mod invoke;
+pub mod new;
+pub mod rollback;
+pub mod up;

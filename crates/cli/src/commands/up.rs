@@ -1,0 +1,106 @@
+//! `nimbus up`: runs the platform in the foreground until Ctrl-C / SIGTERM.
+
+use anyhow::Context;
+
+use crate::args::UpArgs;
+use crate::client::ApiClient;
+use crate::config::{
+    ClientConfig, DEFAULT_API_LISTEN, DEFAULT_LISTEN, ServerFile, client_config_path,
+    default_data_dir,
+};
+use crate::server::{self, ServerConfig};
+
+/// `nimbus up`.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => ServerFile::read(path)?,
+        None => ServerFile::default(),
+    };
+    let config = ServerConfig {
+        data_dir: args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(default_data_dir),
+        listen: match args.listen.or(file.listen) {
+            Some(addr) => addr,
+            None => DEFAULT_LISTEN.parse()?,
+        },
+        api_listen: match args.api_listen.or(file.api_listen) {
+            Some(addr) => addr,
+            None => DEFAULT_API_LISTEN.parse()?,
+        },
+        reset_token: args.reset_token,
+    };
+    let running = server::start(config.clone()).await?;
+    let api_url = format!("http://{}", running.api_addr);
+
+    // Keep the client config pointing at this server; the token is only known when created.
+    let config_path = client_config_path();
+    let existing = ClientConfig::load(&config_path).ok().flatten();
+    let token = running
+        .new_token
+        .clone()
+        .or_else(|| existing.as_ref().and_then(|c| c.token.clone()));
+    ClientConfig {
+        api: api_url.clone(),
+        token: token.clone(),
+    }
+    .save(&config_path)?;
+
+    println!("nimbus is up");
+    println!("  functions   http://{}", running.gateway_addr);
+    println!("  control API {api_url}");
+    println!("  data dir    {}", config.data_dir.display());
+    println!("  apps        {} restored", running.restored);
+    if running.new_token.is_some() {
+        println!("  API token   new, saved to {}", config_path.display());
+    }
+
+    let client = ApiClient::new(api_url, token);
+    for dir in &args.deploy {
+        let response = crate::commands::deploy::deploy_dir(&client, dir, true, false)
+            .await
+            .with_context(|| format!("deploying {}", dir.display()))?;
+        let gateway = format!("http://{}", running.gateway_addr);
+        println!(
+            "deployed {} version {}",
+            response.app.name, response.app.active_version
+        );
+        for function in &response.app.functions {
+            for route in &function.routes {
+                println!(
+                    "  {:<16} {}",
+                    function.name,
+                    crate::output::route_url(&gateway, route)
+                );
+            }
+        }
+    }
+
+    shutdown_signal().await;
+    println!("shutting down: draining in-flight requests");
+    running.shutdown().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

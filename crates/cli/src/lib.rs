@@ -1,0 +1,21 @@
+//! The `nimbus` command and the composition root of the platform.
+//!
+//! `nimbus up` wires the engine, gateway and control plane together ([`server`]); every other
+//! command is a thin client of the control API ([`client`]).
+//!
+//! # Layout
+//!
+//! - [`args`]: the command line (clap).
+//! - [`commands`]: one module per command.
+//! - [`server`]: starts a whole Nimbus from a [`server::ServerConfig`] (also used by tests).
+//! - [`client`]: typed control-API client.
+//! - [`config`]: server settings resolution and the client credentials file.
+//! - [`output`]: human/JSON output helpers.
+
+pub mod args;
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod output;
+pub mod server;
+pub mod templates;

@@ -1,0 +1,68 @@
+//! The `nimbus` binary: parses arguments, runs one command, prints errors as one line plus a
+//! hint.
+
+use clap::Parser;
+use nimbus_cli::args::{Cli, Command};
+use nimbus_cli::client::{ApiError, Unreachable};
+use nimbus_cli::commands;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Up(args) => commands::up::run(args).await,
+        Command::New(args) => commands::new::run(args, json),
+        Command::Build(args) => commands::build::run(args, json).await,
+        Command::Deploy(args) => commands::deploy::run(args, json).await,
+        Command::Apps(args) => commands::apps::run(args, json).await,
+        Command::Functions(args) => commands::functions::run(args, json).await,
+        Command::Invoke(args) => commands::invoke::run(args, json).await,
+        Command::Rollback(args) => commands::rollback::run(args, json).await,
+        Command::Delete(args) => commands::delete::run(args, json).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if let Some(hint) = hint(&err) {
+                eprintln!("hint: {hint}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    if err.downcast_ref::<Unreachable>().is_some() {
+        return Some("is `nimbus up` running? Point at another server with --api or NIMBUS_API");
+    }
+    if let Some(api) = err.downcast_ref::<ApiError>() {
+        return match api.code.as_str() {
+            "unauthorized" => Some(
+                "set NIMBUS_TOKEN, or run `nimbus up --reset-token` on the server machine to write a new token to the client config",
+            ),
+            "invalid_manifest" => Some("fix nimbus.toml at the position shown and deploy again"),
+            "invalid_component" => {
+                Some("functions must be WebAssembly components exporting the wasi:http/proxy world")
+            }
+            "route_conflict" => Some("change the route, or delete the app that owns it"),
+            "not_found" => Some("`nimbus apps` lists what is deployed"),
+            _ => None,
+        };
+    }
+    if err
+        .downcast_ref::<nimbus_manifest::ManifestError>()
+        .is_some()
+    {
+        return Some("fix nimbus.toml at the position shown");
+    }
+    None
+}

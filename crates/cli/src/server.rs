@@ -1,0 +1,119 @@
+//! The composition root of `nimbus up`: builds the engine, gateway and control plane from a
+//! [`ServerConfig`], binds the listeners and runs until shutdown. Integration tests start
+//! Nimbus in-process through [`start`] on port 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use nimbus_control::api::ApiState;
+use nimbus_control::blobs::BlobStore;
+use nimbus_control::token::{self, TokenCheck};
+use nimbus_control::types::Info;
+use nimbus_control::{Platform, StateStore};
+use nimbus_engine::{Engine, EngineConfig};
+use nimbus_gateway::{Gateway, GatewayConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Largest component upload accepted.
+const MAX_COMPONENT_BYTES: u64 = 512 << 20;
+
+/// Settings of a running platform.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where all state lives.
+    pub data_dir: PathBuf,
+    /// Function traffic listener.
+    pub listen: SocketAddr,
+    /// Control API listener.
+    pub api_listen: SocketAddr,
+    /// Replace the API token with a new one at start.
+    pub reset_token: bool,
+}
+
+/// A started platform.
+pub struct Running {
+    /// Where the gateway listens.
+    pub gateway_addr: SocketAddr,
+    /// Where the control API listens.
+    pub api_addr: SocketAddr,
+    /// The API token, if it was created (or reset) by this start.
+    pub new_token: Option<String>,
+    /// Number of apps restored from the state store.
+    pub restored: usize,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests and waits for both servers to finish.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            task.await.context("server task panicked")??;
+        }
+        Ok(())
+    }
+}
+
+/// Opens the data dir, restores every app and starts both servers.
+pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
+    let data = &config.data_dir;
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("cannot create data dir {}", data.display()))?;
+    let store = StateStore::open(&data.join("state.redb"))
+        .with_context(|| format!("cannot open state store in {}", data.display()))?;
+    let new_token = if config.reset_token {
+        Some(token::rotate(&store)?)
+    } else {
+        token::ensure(&store)?
+    };
+    let token = TokenCheck::load(&store)?;
+    let blobs = BlobStore::open(&data.join("blobs"), MAX_COMPONENT_BYTES)?;
+    let engine = Engine::new(EngineConfig::new(data.join("cache")))?;
+    let gateway = Arc::new(Gateway::new(GatewayConfig::default()));
+
+    let gateway_listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (function traffic)", config.listen))?;
+    let api_listener = TcpListener::bind(config.api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (control API)", config.api_listen))?;
+    let gateway_addr = gateway_listener.local_addr()?;
+    let api_addr = api_listener.local_addr()?;
+
+    let platform = Arc::new(Platform::new(engine, gateway.clone(), store, blobs));
+    let restored = platform.restore().await?;
+
+    let (shutdown, watcher) = watch::channel(false);
+    let signal = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let state = Arc::new(ApiState {
+        platform,
+        token,
+        info: Info {
+            version: env!("CARGO_PKG_VERSION").into(),
+            gateway_url: format!("http://{gateway_addr}"),
+        },
+    });
+    let tasks = vec![
+        tokio::spawn(gateway.serve(gateway_listener, signal(watcher.clone()))),
+        tokio::spawn(nimbus_control::api::serve(
+            api_listener,
+            state,
+            signal(watcher),
+        )),
+    ];
+    Ok(Running {
+        gateway_addr,
+        api_addr,
+        new_token,
+        restored,
+        shutdown,
+        tasks,
+    })
+}

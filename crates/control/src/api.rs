@@ -1,0 +1,170 @@
+//! The control API: versioned REST + JSON under `/v1`, described by `docs/openapi.yaml`.
+//!
+//! Every route but `/v1/health` requires `Authorization: Bearer <token>`. Errors are
+//! `{"error": {"code", "message"}}` with the status of their [`ControlError`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+
+use crate::error::ControlError;
+use crate::platform::Platform;
+use crate::token::TokenCheck;
+use crate::types::{DeployRequest, ErrorBody, ErrorDetail, FunctionStatus, Info, RollbackRequest};
+
+/// Shared state of the API handlers.
+pub struct ApiState {
+    /// The platform being controlled.
+    pub platform: Arc<Platform>,
+    /// The token check.
+    pub token: TokenCheck,
+    /// Static info (version, gateway URL).
+    pub info: Info,
+}
+
+type Shared = Arc<ApiState>;
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().into(),
+                message: self.to_string(),
+            },
+        };
+        (self.status(), axum::Json(body)).into_response()
+    }
+}
+
+/// The API's router.
+pub fn router(state: Shared) -> Router {
+    let authed = Router::new()
+        .route("/v1/info", get(info))
+        .route("/v1/blobs/{digest}", put(put_blob).head(head_blob))
+        .route("/v1/apps", get(list_apps).post(deploy))
+        .route("/v1/apps/{app}", get(get_app).delete(delete_app))
+        .route("/v1/apps/{app}/functions", get(list_functions))
+        .route("/v1/apps/{app}/rollback", post(rollback))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/v1/health", get(|| async { "ok\n" }))
+        .merge(authed)
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: Shared,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn require_token(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if state.token.verify(token.trim()) => next.run(request).await,
+        _ => ControlError::Unauthorized.into_response(),
+    }
+}
+
+fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ControlError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ControlError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+async fn info(State(state): State<Shared>) -> axum::Json<Info> {
+    axum::Json(state.info.clone())
+}
+
+async fn head_blob(
+    State(state): State<Shared>,
+    Path(digest): Path<String>,
+) -> Result<StatusCode, ControlError> {
+    if state.platform.blobs().contains(&digest)? {
+        Ok(StatusCode::OK)
+    } else {
+        Ok(StatusCode::NOT_FOUND)
+    }
+}
+
+async fn put_blob(
+    State(state): State<Shared>,
+    Path(digest): Path<String>,
+    body: Body,
+) -> Result<StatusCode, ControlError> {
+    let blobs = state.platform.blobs();
+    if blobs.contains(&digest)? {
+        return Ok(StatusCode::OK);
+    }
+    let stream = body.into_data_stream().map_err(|e| e.to_string());
+    blobs.put(&digest, Box::pin(stream)).await?;
+    Ok(StatusCode::CREATED)
+}
+
+async fn list_apps(State(state): State<Shared>) -> Result<Response, ControlError> {
+    Ok(axum::Json(state.platform.list()?).into_response())
+}
+
+async fn deploy(State(state): State<Shared>, body: Bytes) -> Result<Response, ControlError> {
+    let request: DeployRequest = json(&body)?;
+    let response = state.platform.deploy(request).await?;
+    Ok((StatusCode::CREATED, axum::Json(response)).into_response())
+}
+
+async fn get_app(
+    State(state): State<Shared>,
+    Path(app): Path<String>,
+) -> Result<Response, ControlError> {
+    Ok(axum::Json(state.platform.get(&app)?).into_response())
+}
+
+async fn list_functions(
+    State(state): State<Shared>,
+    Path(app): Path<String>,
+) -> Result<axum::Json<Vec<FunctionStatus>>, ControlError> {
+    Ok(axum::Json(state.platform.get(&app)?.functions))
+}
+
+async fn delete_app(
+    State(state): State<Shared>,
+    Path(app): Path<String>,
+) -> Result<StatusCode, ControlError> {
+    state.platform.delete(&app).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rollback(
+    State(state): State<Shared>,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> Result<Response, ControlError> {
+    let request: RollbackRequest = if body.is_empty() {
+        RollbackRequest::default()
+    } else {
+        json(&body)?
+    };
+    Ok(axum::Json(state.platform.rollback(&app, request.version).await?).into_response())
+}

@@ -1,0 +1,24 @@
+//! The Nimbus control plane: what is deployed, which version is live, and the API to change
+//! it.
+//!
+//! # Layout
+//!
+//! - [`platform`]: deploy, rollback, delete and restore — the atomic switch between versions.
+//! - [`store`]: durable state (redb) keyed by tenant and app.
+//! - [`blobs`]: content-addressed, crash-safe storage of uploaded components.
+//! - [`token`]: the API token (stored hashed).
+//! - [`api`]: the REST API (`/v1`, see `docs/openapi.yaml`).
+//! - [`types`]: wire and stored types, shared with the CLI.
+//! - [`error`]: errors with their HTTP status.
+
+pub mod api;
+pub mod blobs;
+pub mod error;
+pub mod platform;
+pub mod store;
+pub mod token;
+pub mod types;
+
+pub use error::ControlError;
+pub use platform::Platform;
+pub use store::StateStore;

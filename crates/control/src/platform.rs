@@ -1,0 +1,330 @@
+//! The deploy engine of the control plane: turns stored app versions into live functions and
+//! routes, atomically.
+//!
+//! A deploy (or rollback) prepares every function of the new version — load from the artifact
+//! cache or compile, type-check against the host, pre-instantiate — and builds the complete
+//! new route table, checking for conflicts with every other app, *before* anything changes.
+//! Only then is the version record committed to the state store and the route table swapped
+//! in one atomic store. A failure at any step leaves the previous version serving, untouched.
+//! Deploys are serialised by one lock; requests never take it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nimbus_engine::{Engine, FunctionSpec, LoadedComponent};
+use nimbus_gateway::{Gateway, RouteOwner, Routes, Target};
+use nimbus_manifest::{App, Route};
+use tokio::sync::Mutex;
+
+use crate::blobs::{BlobStore, validate_digest};
+use crate::error::ControlError;
+use crate::store::{DEFAULT_TENANT, StateStore};
+use crate::types::{
+    AppRecord, AppStatus, ComponentLoad, DeployRequest, DeployResponse, VersionRecord,
+};
+
+/// The current record schema version.
+const RECORD_SCHEMA: u32 = 1;
+
+/// The live functions of one app's active version.
+struct LiveApp {
+    routes: Vec<(Route, RouteOwner, Arc<Target>)>,
+}
+
+/// The control plane's view of the running platform.
+pub struct Platform {
+    engine: Engine,
+    gateway: Arc<Gateway>,
+    store: StateStore,
+    blobs: BlobStore,
+    live: Mutex<BTreeMap<String, LiveApp>>,
+}
+
+impl Platform {
+    /// Assembles a platform from its parts. Call [`Platform::restore`] next.
+    pub fn new(engine: Engine, gateway: Arc<Gateway>, store: StateStore, blobs: BlobStore) -> Self {
+        Self {
+            engine,
+            gateway,
+            store,
+            blobs,
+            live: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    /// The blob store.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    /// Brings every stored app back to its active version. An app that cannot be restored is
+    /// logged and skipped; the others serve. Returns how many apps are live.
+    pub async fn restore(&self) -> Result<usize, ControlError> {
+        let mut live = self.live.lock().await;
+        for record in self.store.list_apps(DEFAULT_TENANT)? {
+            let Some(version) = record.active() else {
+                continue;
+            };
+            match self.prepare(version).await {
+                Ok((app, _)) => {
+                    live.insert(record.name.clone(), app);
+                }
+                Err(err) => {
+                    tracing::error!(app = %record.name, error = %err, "could not restore app");
+                }
+            }
+        }
+        // Stored apps were conflict-free when deployed, so this only fails on corruption.
+        let routes = build_routes(&live).map_err(|e| ControlError::RouteConflict(e.to_string()))?;
+        self.gateway.set_routes(routes);
+        Ok(live.len())
+    }
+
+    /// Deploys a new version of an app.
+    pub async fn deploy(&self, request: DeployRequest) -> Result<DeployResponse, ControlError> {
+        let file = request.manifest_file.as_deref().unwrap_or("nimbus.toml");
+        let app = nimbus_manifest::parse(&request.manifest, file)
+            .map_err(|e| ControlError::InvalidManifest(e.to_string()))?;
+        check_components(&app, &request.components)?;
+        for digest in request.components.values() {
+            if !self.blobs.contains(digest)? {
+                return Err(ControlError::BadRequest(format!(
+                    "component {digest} has not been uploaded (PUT /v1/blobs/{digest})"
+                )));
+            }
+        }
+
+        let mut live = self.live.lock().await;
+        let mut record = self
+            .store
+            .get_app(DEFAULT_TENANT, &app.name)?
+            .unwrap_or_else(|| AppRecord {
+                schema: RECORD_SCHEMA,
+                tenant: DEFAULT_TENANT.into(),
+                name: app.name.clone(),
+                active_version: 0,
+                versions: Vec::new(),
+            });
+        let version = VersionRecord {
+            version: record.versions.last().map_or(1, |v| v.version + 1),
+            created_at: now(),
+            manifest: request.manifest,
+            app,
+            components: request.components,
+        };
+        let (prepared, loads) = self.prepare(&version).await?;
+        record.active_version = version.version;
+        record.versions.push(version);
+        self.activate(&mut live, &record, prepared)?;
+        Ok(DeployResponse {
+            app: record.status(),
+            components: loads,
+        })
+    }
+
+    /// Makes an earlier version active again (default: the one before the active one).
+    pub async fn rollback(&self, name: &str, to: Option<u64>) -> Result<AppStatus, ControlError> {
+        let mut live = self.live.lock().await;
+        let mut record = self.record(name)?;
+        let target = match to {
+            Some(v) => v,
+            None => record
+                .versions
+                .iter()
+                .rev()
+                .map(|v| v.version)
+                .find(|v| *v < record.active_version)
+                .ok_or_else(|| {
+                    ControlError::BadRequest(format!(
+                        "app `{name}` has no version before {}",
+                        record.active_version
+                    ))
+                })?,
+        };
+        let version = record
+            .versions
+            .iter()
+            .find(|v| v.version == target)
+            .ok_or_else(|| {
+                ControlError::NotFound(format!("app `{name}` has no version {target}"))
+            })?;
+        let (prepared, _) = self.prepare(version).await?;
+        record.active_version = target;
+        self.activate(&mut live, &record, prepared)?;
+        Ok(record.status())
+    }
+
+    /// Deletes an app: its routes go away at once, then its record.
+    pub async fn delete(&self, name: &str) -> Result<(), ControlError> {
+        let mut live = self.live.lock().await;
+        self.record(name)?;
+        let removed = live.remove(name);
+        match build_routes(&live) {
+            Ok(routes) => self.gateway.set_routes(routes),
+            Err(e) => {
+                if let Some(app) = removed {
+                    live.insert(name.to_owned(), app);
+                }
+                return Err(ControlError::RouteConflict(e.to_string()));
+            }
+        }
+        self.store.delete_app(DEFAULT_TENANT, name)?;
+        Ok(())
+    }
+
+    /// All apps.
+    pub fn list(&self) -> Result<Vec<AppStatus>, ControlError> {
+        Ok(self
+            .store
+            .list_apps(DEFAULT_TENANT)?
+            .iter()
+            .map(AppRecord::status)
+            .collect())
+    }
+
+    /// One app.
+    pub fn get(&self, name: &str) -> Result<AppStatus, ControlError> {
+        Ok(self.record(name)?.status())
+    }
+
+    fn record(&self, name: &str) -> Result<AppRecord, ControlError> {
+        self.store
+            .get_app(DEFAULT_TENANT, name)?
+            .ok_or_else(|| ControlError::NotFound(format!("app `{name}` not found")))
+    }
+
+    /// Checks routes against every other app, commits the record, then swaps the routes.
+    fn activate(
+        &self,
+        live: &mut BTreeMap<String, LiveApp>,
+        record: &AppRecord,
+        prepared: LiveApp,
+    ) -> Result<(), ControlError> {
+        let previous = live.insert(record.name.clone(), prepared);
+        let routes = match build_routes(live) {
+            Ok(routes) => routes,
+            Err(e) => {
+                restore_entry(live, &record.name, previous);
+                return Err(ControlError::RouteConflict(e.to_string()));
+            }
+        };
+        if let Err(e) = self.store.put_app(record) {
+            restore_entry(live, &record.name, previous);
+            return Err(e);
+        }
+        self.gateway.set_routes(routes);
+        tracing::info!(app = %record.name, version = record.active_version, "version live");
+        Ok(())
+    }
+
+    /// Loads and prepares every function of a version, without touching live state.
+    async fn prepare(
+        &self,
+        version: &VersionRecord,
+    ) -> Result<(LiveApp, Vec<ComponentLoad>), ControlError> {
+        let mut loaded: BTreeMap<String, LoadedComponent> = BTreeMap::new();
+        let mut loads = Vec::new();
+        let mut routes = Vec::new();
+        for function in &version.app.functions {
+            let digest = version.components.get(&function.name).ok_or_else(|| {
+                ControlError::BadRequest(format!("no component for function `{}`", function.name))
+            })?;
+            let component = match loaded.get(digest) {
+                Some(c) => c.clone(),
+                None => {
+                    let bytes = self.blobs.read(digest).await?;
+                    let engine = self.engine.clone();
+                    let c = tokio::task::spawn_blocking(move || engine.load(&bytes))
+                        .await
+                        .map_err(|e| ControlError::Store(format!("compile task: {e}")))?
+                        .map_err(|e| ControlError::InvalidComponent {
+                            function: function.name.clone(),
+                            message: e.to_string(),
+                        })?;
+                    loads.push(ComponentLoad {
+                        digest: c.digest.clone(),
+                        cache_hit: c.cache_hit,
+                        load_ms: u64::try_from(c.load_ms).unwrap_or(u64::MAX),
+                    });
+                    loaded.insert(digest.clone(), c.clone());
+                    c
+                }
+            };
+            let spec = FunctionSpec {
+                app: version.app.name.clone(),
+                function: function.name.clone(),
+                version: version.version,
+                limits: function.limits,
+                env: function.env.clone(),
+                allowed_outbound_hosts: function.allowed_outbound_hosts.clone(),
+            };
+            let prepared = self.engine.prepare(&component, spec).map_err(|e| {
+                ControlError::InvalidComponent {
+                    function: function.name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            let target = Arc::new(Target::new(version.app.name.clone(), prepared));
+            let owner = RouteOwner {
+                app: version.app.name.clone(),
+                function: function.name.clone(),
+            };
+            for route in &function.routes {
+                routes.push((route.clone(), owner.clone(), target.clone()));
+            }
+        }
+        Ok((LiveApp { routes }, loads))
+    }
+}
+
+fn restore_entry(live: &mut BTreeMap<String, LiveApp>, name: &str, previous: Option<LiveApp>) {
+    match previous {
+        Some(app) => {
+            live.insert(name.to_owned(), app);
+        }
+        None => {
+            live.remove(name);
+        }
+    }
+}
+
+fn build_routes(live: &BTreeMap<String, LiveApp>) -> Result<Routes, nimbus_gateway::RouteConflict> {
+    Routes::build(
+        live.values()
+            .flat_map(|app| app.routes.iter())
+            .map(|(route, owner, target)| (route.clone(), owner.clone(), target.clone())),
+    )
+}
+
+fn check_components(app: &App, components: &BTreeMap<String, String>) -> Result<(), ControlError> {
+    for function in &app.functions {
+        let digest = components.get(&function.name).ok_or_else(|| {
+            ControlError::BadRequest(format!(
+                "no component given for function `{}`",
+                function.name
+            ))
+        })?;
+        validate_digest(digest)?;
+    }
+    for name in components.keys() {
+        if !app.functions.iter().any(|f| &f.name == name) {
+            return Err(ControlError::BadRequest(format!(
+                "component given for `{name}`, which the manifest does not declare"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

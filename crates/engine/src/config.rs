@@ -1,0 +1,40 @@
+//! Tunables of the engine.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the engine is set up. Defaults suit one machine serving many small functions.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where compiled artifacts are cached (created if missing).
+    pub cache_dir: PathBuf,
+    /// Use the pooling instance allocator (falls back to on-demand allocation if the host
+    /// cannot reserve the address space it needs).
+    pub pooling: bool,
+    /// Instances that may be alive at once across all functions (pooling slots).
+    pub max_instances: u32,
+    /// Largest linear memory any function may be configured with, in bytes. Per-function caps
+    /// (`memory_mb`) are enforced below this by a store limiter.
+    pub max_memory_bytes: u64,
+    /// Epoch tick: the granularity of CPU budgets and how often a busy guest yields to others.
+    pub epoch_tick: Duration,
+    /// Bytes of stdout+stderr kept per invocation before the rest is dropped (with a note).
+    pub guest_log_limit: usize,
+    /// WebAssembly stack limit per instance.
+    pub max_wasm_stack: usize,
+}
+
+impl EngineConfig {
+    /// Defaults with the given cache directory.
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            cache_dir: cache_dir.into(),
+            pooling: true,
+            max_instances: 1000,
+            max_memory_bytes: 4 << 30,
+            epoch_tick: Duration::from_millis(5),
+            guest_log_limit: 64 * 1024,
+            max_wasm_stack: 1 << 20,
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The wasmtime engine shared by every function, and the load/prepare steps of a deploy.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::cache::{ArtifactCache, component_digest};
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::function::{FunctionSpec, HttpFunction};
+use crate::host::HostState;
+
+/// The shared engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: wasmtime::Engine,
+    linker: Linker<HostState>,
+    cache: ArtifactCache,
+    config: EngineConfig,
+    pooling: bool,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A compiled component, ready to be prepared for one or more functions.
+#[derive(Clone)]
+pub struct LoadedComponent {
+    /// The compiled component.
+    pub component: Component,
+    /// SHA-256 of the component bytes.
+    pub digest: String,
+    /// Whether it came from the artifact cache (no compilation happened).
+    pub cache_hit: bool,
+    /// How long loading took, in milliseconds.
+    pub load_ms: u128,
+}
+
+impl Engine {
+    /// Builds the engine, its linker and its artifact cache, and starts the epoch ticker.
+    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        let (engine, pooling) = if config.pooling {
+            match wasmtime::Engine::new(&wasmtime_config(&config, true)) {
+                Ok(engine) => (engine, true),
+                Err(err) => {
+                    tracing::warn!(error = %err, "pooling allocator unavailable; using on-demand allocation");
+                    (build_engine(&config, false)?, false)
+                }
+            }
+        } else {
+            (build_engine(&config, false)?, false)
+        };
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| EngineError::Setup(format!("{e:#}")))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| EngineError::Setup(format!("{e:#}")))?;
+
+        let cache = ArtifactCache::open(&config.cache_dir, &engine)?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), config.epoch_tick, stop_ticker.clone())?;
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                config,
+                pooling,
+                stop_ticker,
+            }),
+        })
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.inner.pooling
+    }
+
+    /// The artifact cache.
+    pub fn cache(&self) -> &ArtifactCache {
+        &self.inner.cache
+    }
+
+    /// Loads a component: from the artifact cache if it holds one, else by compiling it (and
+    /// storing the result). CPU-heavy on a miss: call it from a blocking task.
+    pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, EngineError> {
+        let started = Instant::now();
+        let digest = component_digest(bytes);
+        let engine = &self.inner.engine;
+        if let Some(component) = self.inner.cache.load(engine, &digest)? {
+            return Ok(LoadedComponent {
+                component,
+                digest,
+                cache_hit: true,
+                load_ms: started.elapsed().as_millis(),
+            });
+        }
+        check_is_component(bytes)?;
+        let artifact = engine
+            .precompile_component(bytes)
+            .map_err(|e| EngineError::Compile(format!("{e:#}")))?;
+        self.inner.cache.store(&digest, &artifact)?;
+        let component =
+            self.inner.cache.load(engine, &digest)?.ok_or_else(|| {
+                EngineError::Compile("compiled artifact could not be loaded".into())
+            })?;
+        tracing::info!(digest = %digest, ms = started.elapsed().as_millis(), "compiled component");
+        Ok(LoadedComponent {
+            component,
+            digest,
+            cache_hit: false,
+            load_ms: started.elapsed().as_millis(),
+        })
+    }
+
+    /// Type-checks `component` against the host and pre-instantiates it for one function.
+    pub fn prepare(
+        &self,
+        component: &LoadedComponent,
+        spec: FunctionSpec,
+    ) -> Result<HttpFunction, EngineError> {
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component.component)
+            .map_err(|e| EngineError::MissingImport(format!("{e:#}")))?;
+        let proxy = ProxyPre::new(pre).map_err(|e| EngineError::WrongWorld(format!("{e:#}")))?;
+        Ok(HttpFunction::new(self.clone(), proxy, spec))
+    }
+
+    pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+}
+
+fn build_engine(config: &EngineConfig, pooling: bool) -> Result<wasmtime::Engine, EngineError> {
+    wasmtime::Engine::new(&wasmtime_config(config, pooling))
+        .map_err(|e| EngineError::Setup(format!("{e:#}")))
+}
+
+fn wasmtime_config(config: &EngineConfig, pooling: bool) -> Config {
+    let mut c = Config::new();
+    c.epoch_interruption(true);
+    c.max_wasm_stack(config.max_wasm_stack);
+    c.parallel_compilation(true);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(config.max_instances);
+        pool.total_core_instances(config.max_instances.saturating_mul(4));
+        pool.total_memories(config.max_instances.saturating_mul(2));
+        pool.total_tables(config.max_instances.saturating_mul(2));
+        pool.total_stacks(config.max_instances);
+        pool.max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
+        // Big interpreters (SpiderMonkey, CPython) have large function tables and instance
+        // records; the defaults are sized for small modules.
+        pool.table_elements(100_000);
+        pool.max_core_instance_size(4 << 20);
+        pool.max_component_instance_size(4 << 20);
+        pool.max_memories_per_component(8);
+        pool.max_tables_per_component(8);
+        // Keep freed slots' first pages resident: resetting them with memset is cheaper than
+        // an madvise + page fault per request for small guests.
+        pool.linear_memory_keep_resident(64 << 10);
+        pool.table_keep_resident(64 << 10);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    c
+}
+
+/// Rejects core modules and garbage with a message that says which it is.
+fn check_is_component(bytes: &[u8]) -> Result<(), EngineError> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(EngineError::NotAComponent(
+            "the file does not start with the WebAssembly magic bytes".into(),
+        ));
+    }
+    // Bytes 4..8 are the version: core modules use layer 0, components layer 1.
+    if bytes[6..8] == [0, 0] {
+        return Err(EngineError::NotAComponent(
+            "this is a core WebAssembly module; wrap it into a component (for example with \
+             `wasm-tools component new`) targeting the wasi:http/proxy world"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Advances the engine's epoch every `tick` on a dedicated thread until `stop` is set. The
+/// thread holds only a clone of the engine handle, so it never keeps other state alive.
+fn spawn_epoch_ticker(
+    engine: wasmtime::Engine,
+    tick: std::time::Duration,
+    stop: Arc<AtomicBool>,
+) -> Result<(), EngineError> {
+    std::thread::Builder::new()
+        .name("nimbus-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| EngineError::Setup(format!("epoch thread: {e}")))
+}

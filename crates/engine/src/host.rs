@@ -1,0 +1,55 @@
+//! The data of one invocation's `Store`: WASI and wasi-http contexts, the resource table, the
+//! memory limiter, the outbound policy and the CPU meter.
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::outbound::OutboundPolicy;
+
+/// Per-invocation host state.
+pub struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    pub(crate) outbound: OutboundPolicy,
+    pub(crate) cpu: CpuMeter,
+}
+
+/// Counts the epoch ticks during which the guest was running, as a CPU-time budget.
+///
+/// The epoch deadline is set one tick ahead; every time it passes while wasm code runs, the
+/// engine calls back, we count one tick and yield to the async runtime (so a busy guest shares
+/// its worker thread with everyone else). Ticks that pass while the guest waits on I/O never
+/// trigger the callback, so waiting does not use up the budget — the wall-clock timeout covers
+/// that.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMeter {
+    /// Ticks the guest may run for.
+    pub budget_ticks: u64,
+    /// Ticks it has run for so far.
+    pub used_ticks: u64,
+    /// Set when the budget ran out and the guest was interrupted.
+    pub exhausted: bool,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The Nimbus engine: everything between a compiled WebAssembly component and one HTTP
+//! invocation of it.
+//!
+//! A function version goes through three stages:
+//!
+//! 1. **Load** ([`Engine::load`]): the component's bytes are hashed and looked up in the
+//!    on-disk [`ArtifactCache`]; only a miss compiles with Cranelift. The cache key is the
+//!    component's SHA-256 plus a hash of every engine setting that affects code generation, so a
+//!    restart or a redeploy of an unchanged component compiles nothing.
+//! 2. **Prepare** ([`Engine::prepare`]): the component is type-checked against the host
+//!    (`wasi:cli`, `wasi:http`, …) once, producing an `InstancePre`. A component that exports the
+//!    wrong world or imports something the host lacks fails here, with the name in the error,
+//!    before it can take traffic.
+//! 3. **Invoke** ([`HttpFunction::handle`]): every request gets a fresh `Store` and instance
+//!    (stateless by construction) from the pooling allocator, runs under its function's limits —
+//!    linear-memory cap, CPU budget (epoch interruption), wall-clock timeout, outbound-host
+//!    allow-list — and has its stdout/stderr tagged with the request id.
+//!
+//! # Layout
+//!
+//! - [`config`]: tunables of the engine (pool sizes, epoch tick, cache directory).
+//! - [`engine`]: the wasmtime `Engine` + `Linker`, the epoch ticker, load and prepare.
+//! - [`cache`]: the content-addressed, crash-safe compiled-artifact cache.
+//! - [`function`]: a prepared function version and one invocation of it.
+//! - [`host`]: the per-invocation store data (WASI, wasi-http, limits).
+//! - [`outbound`]: the `wasi:http/outgoing-handler` policy (allowed hosts).
+//! - [`guest_log`]: capture of guest stdout/stderr into the platform log.
+//! - [`error`]: the crate's error types.
+
+pub mod cache;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod function;
+pub mod guest_log;
+pub mod host;
+pub mod outbound;
+
+pub use cache::ArtifactCache;
+pub use config::EngineConfig;
+pub use engine::{Engine, LoadedComponent};
+pub use error::{EngineError, InvokeError};
+pub use function::{FunctionSpec, HttpFunction, Invocation, ResponseBody};

@@ -1,0 +1,27 @@
+//! Tunables of the gateway.
+
+use std::time::Duration;
+
+/// Limits and timeouts of the HTTP ingress.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Bytes of request line + headers accepted; more is answered 431.
+    pub max_header_bytes: usize,
+    /// Number of request headers accepted.
+    pub max_headers: usize,
+    /// A client must send its complete request head within this time (slowloris defence).
+    pub header_read_timeout: Duration,
+    /// On shutdown, in-flight requests get this long to finish.
+    pub drain_timeout: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! One request through the gateway: id, route, limits, invoke, map errors to statuses.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use nimbus_engine::{HttpFunction, Invocation, InvokeError};
+use tokio::sync::Semaphore;
+
+use crate::body::{GatewayBody, LimitedBody, PermitBody, full};
+use crate::routes::RouteTable;
+
+/// The header carrying the request id on every response.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A deployed function as the gateway sees it.
+pub struct Target {
+    /// The app it belongs to.
+    pub app: String,
+    /// The function.
+    pub function: HttpFunction,
+    /// Limits concurrent invocations to the function's `max_concurrency`.
+    pub concurrency: Arc<Semaphore>,
+}
+
+impl Target {
+    /// A target with a fresh concurrency limiter sized from the function's limits.
+    pub fn new(app: String, function: HttpFunction) -> Self {
+        let permits = function.spec().limits.max_concurrency as usize;
+        Self {
+            app,
+            function,
+            concurrency: Arc::new(Semaphore::new(permits)),
+        }
+    }
+}
+
+/// The live routing state the gateway serves from.
+pub type Routes = RouteTable<Arc<Target>>;
+
+/// Handles one request end to end. Never fails: every outcome is a response.
+pub async fn handle<B>(routes: Arc<Routes>, req: Request<B>) -> Response<PermitBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let started = Instant::now();
+    let request_id: Arc<str> = uuid::Uuid::now_v7().simple().to_string().into();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+
+    let (response, target) = dispatch(&routes, req, &request_id).await;
+    let mut response = response;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    tracing::info!(
+        target: "nimbus::access",
+        request_id = %request_id,
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        function = target.as_deref().unwrap_or("-"),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+async fn dispatch<B>(
+    routes: &Routes,
+    req: Request<B>,
+    request_id: &Arc<str>,
+) -> (Response<PermitBody>, Option<String>)
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let host = request_host(&req);
+    let Some(target) = routes.lookup(host.as_deref(), req.uri().path()) else {
+        let msg = format!("no route for {}", req.uri().path());
+        return (error(StatusCode::NOT_FOUND, &msg, request_id), None);
+    };
+    let name = format!("{}/{}", target.app, target.function.spec().function);
+    let limits = target.function.spec().limits;
+
+    if let Some(len) = content_length(&req)
+        && len > limits.max_body_bytes
+    {
+        let msg = format!(
+            "request body of {len} bytes exceeds the limit of {} bytes",
+            limits.max_body_bytes
+        );
+        return (
+            error(StatusCode::PAYLOAD_TOO_LARGE, &msg, request_id),
+            Some(name),
+        );
+    }
+
+    let Ok(permit) = target.concurrency.clone().try_acquire_owned() else {
+        let mut resp = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "function is at its max_concurrency; retry later",
+            request_id,
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return (resp, Some(name));
+    };
+
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let req = req.map(|b| LimitedBody::new(b, limits.max_body_bytes, exceeded.clone()));
+    let invocation = Invocation {
+        request_id: request_id.clone(),
+    };
+    let result = target.function.handle(req, invocation).await;
+    if exceeded.load(Ordering::Relaxed) {
+        let msg = format!(
+            "request body exceeds the limit of {} bytes",
+            limits.max_body_bytes
+        );
+        return (
+            error(StatusCode::PAYLOAD_TOO_LARGE, &msg, request_id),
+            Some(name),
+        );
+    }
+    let response = match result {
+        Ok(response) => response.map(|body| PermitBody::new(body, Some(permit))),
+        Err(err) => {
+            tracing::warn!(request_id = %request_id, function = %name, error = %err, "invocation failed");
+            let (status, msg) = match &err {
+                InvokeError::Timeout(_) | InvokeError::CpuBudget(_) => {
+                    (StatusCode::GATEWAY_TIMEOUT, err.to_string())
+                }
+                InvokeError::Instantiate(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "function could not be started".to_owned(),
+                ),
+                // Traps and guest errors can carry guest internals: the client gets only the
+                // kind and the request id to look the details up in the log.
+                InvokeError::Trap(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "function trapped".to_owned(),
+                ),
+                InvokeError::NoResponse | InvokeError::GuestError(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "function failed to produce a response".to_owned(),
+                ),
+            };
+            error(status, &msg, request_id)
+        }
+    };
+    (response, Some(name))
+}
+
+/// The Host header (or URI authority) without the port. Route hosts are DNS names, so an
+/// IPv6 literal is returned as is (and matches only host-less routes).
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = match req.uri().host() {
+        Some(host) => host,
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    let host = match raw.rsplit_once(':') {
+        Some((h, port)) if !raw.starts_with('[') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => raw,
+    };
+    Some(host.to_owned())
+}
+
+fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// A plain-text error response naming the request id; never includes guest internals.
+pub(crate) fn error(status: StatusCode, message: &str, request_id: &str) -> Response<PermitBody> {
+    let body: GatewayBody = full(format!("{message} (request id {request_id})\n"));
+    let mut resp = Response::new(PermitBody::new(body, None));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
