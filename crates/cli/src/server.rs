@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub api_listen: SocketAddr,
     /// Replace the API token with a new one at start.
     pub reset_token: bool,
+    /// Gateway limits and timeouts.
+    pub gateway: GatewayConfig,
 }
 
 /// A started platform.
@@ -74,7 +76,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let token = TokenCheck::load(&store)?;
     let blobs = BlobStore::open(&data.join("blobs"), MAX_COMPONENT_BYTES)?;
     let engine = Engine::new(EngineConfig::new(data.join("cache")))?;
-    let gateway = Arc::new(Gateway::new(GatewayConfig::default()));
+    let gateway = Arc::new(Gateway::new(config.gateway.clone()));
 
     let gateway_listener = TcpListener::bind(config.listen)
         .await

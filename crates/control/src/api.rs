@@ -168,3 +168,38 @@ async fn rollback(
     };
     Ok(axum::Json(state.platform.rollback(&app, request.version).await?).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every route registered in this file is described in docs/openapi.yaml, and vice versa.
+    #[test]
+    fn openapi_describes_every_route() {
+        let source = include_str!("api.rs");
+        let spec = include_str!("../../../docs/openapi.yaml");
+        let routes: Vec<&str> = source
+            .match_indices(".route(\"")
+            .map(|(i, m)| {
+                let rest = &source[i + m.len()..];
+                &rest[..rest.find('"').unwrap()]
+            })
+            .collect();
+        assert!(routes.len() >= 7, "{routes:?}");
+        let documented: Vec<&str> = spec
+            .lines()
+            .filter_map(|l| l.strip_prefix("  /v1"))
+            .map(|l| l.trim_end_matches(':'))
+            .collect();
+        for route in &routes {
+            let path = route.trim_start_matches("/v1");
+            assert!(
+                documented.contains(&path),
+                "{route} is not in docs/openapi.yaml"
+            );
+        }
+        assert_eq!(
+            routes.len(),
+            documented.len(),
+            "{routes:?} vs {documented:?}"
+        );
+    }
+}

@@ -86,10 +86,13 @@ where
     }
 }
 
-/// A response body that keeps a concurrency permit alive while it streams.
+/// A response body that keeps a concurrency permit alive while it streams, and fails the
+/// response if the request body went over its limit after the response head was sent (the
+/// status can no longer be 413, and a silently truncated 200 would be a lie).
 pub struct PermitBody {
     inner: GatewayBody,
     _permit: Option<OwnedSemaphorePermit>,
+    request_over_limit: Option<Arc<AtomicBool>>,
 }
 
 impl PermitBody {
@@ -98,7 +101,14 @@ impl PermitBody {
         Self {
             inner,
             _permit: permit,
+            request_over_limit: None,
         }
+    }
+
+    /// Fails the body once `flag` is set.
+    pub fn abort_when(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.request_over_limit = Some(flag);
+        self
     }
 }
 
@@ -110,6 +120,11 @@ impl Body for PermitBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        if let Some(flag) = &self.request_over_limit
+            && flag.load(Ordering::Relaxed)
+        {
+            return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(None))));
+        }
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 

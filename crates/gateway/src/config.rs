@@ -18,7 +18,7 @@ pub struct GatewayConfig {
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
-            max_header_bytes: 64 * 1024,
+            max_header_bytes: 32 * 1024,
             max_headers: 100,
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),

@@ -41,7 +41,11 @@ impl Target {
 pub type Routes = RouteTable<Arc<Target>>;
 
 /// Handles one request end to end. Never fails: every outcome is a response.
-pub async fn handle<B>(routes: Arc<Routes>, req: Request<B>) -> Response<PermitBody>
+pub async fn handle<B>(
+    routes: Arc<Routes>,
+    max_header_bytes: usize,
+    req: Request<B>,
+) -> Response<PermitBody>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
@@ -51,7 +55,19 @@ where
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
 
-    let (response, target) = dispatch(&routes, req, &request_id).await;
+    let (response, target) = if head_size(&req) > max_header_bytes {
+        let msg = format!("request headers exceed {max_header_bytes} bytes");
+        (
+            error(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                &msg,
+                &request_id,
+            ),
+            None,
+        )
+    } else {
+        dispatch(&routes, req, &request_id).await
+    };
     let mut response = response;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
@@ -127,7 +143,9 @@ where
         );
     }
     let response = match result {
-        Ok(response) => response.map(|body| PermitBody::new(body, Some(permit))),
+        Ok(response) => {
+            response.map(|body| PermitBody::new(body, Some(permit)).abort_when(exceeded))
+        }
         Err(err) => {
             tracing::warn!(request_id = %request_id, function = %name, error = %err, "invocation failed");
             let (status, msg) = match &err {
@@ -167,6 +185,17 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
         _ => raw,
     };
     Some(host.to_owned())
+}
+
+/// Bytes of the request line and headers, as received (approximately: separators counted).
+fn head_size<B>(req: &Request<B>) -> usize {
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    req.headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + uri
+        + 16
 }
 
 fn content_length<B>(req: &Request<B>) -> Option<u64> {

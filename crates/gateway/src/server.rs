@@ -51,7 +51,9 @@ impl Gateway {
             .keep_alive(true)
             .timer(TokioTimer::new())
             .header_read_timeout(self.config.header_read_timeout)
-            .max_buf_size(self.config.max_header_bytes)
+            // hyper's buffer bound is coarse (it can read past it); the handler checks the
+            // exact header size and answers 431.
+            .max_buf_size(self.config.max_header_bytes.max(8192) * 2)
             .max_headers(self.config.max_headers);
         tokio::pin!(shutdown);
         loop {
@@ -70,9 +72,12 @@ impl Gateway {
             // Small responses should leave at once, not wait for Nagle's algorithm.
             let _ = stream.set_nodelay(true);
             let gateway = self.clone();
+            let max_header_bytes = self.config.max_header_bytes;
             let service = hyper::service::service_fn(move |req| {
                 let routes = gateway.routes();
-                async move { Ok::<_, std::convert::Infallible>(handle(routes, req).await) }
+                async move {
+                    Ok::<_, std::convert::Infallible>(handle(routes, max_header_bytes, req).await)
+                }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             let conn = graceful.watch(conn);

@@ -30,6 +30,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             None => DEFAULT_API_LISTEN.parse()?,
         },
         reset_token: args.reset_token,
+        gateway: nimbus_gateway::GatewayConfig::default(),
     };
     let running = server::start(config.clone()).await?;
     let api_url = format!("http://{}", running.api_addr);

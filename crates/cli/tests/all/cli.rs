@@ -1,0 +1,167 @@
+//! The `nimbus` binary as a user runs it: `up`, then `deploy`, `apps`, `functions`, `invoke`,
+//! `rollback`, `delete` from another process that finds the API through the client config.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::guests::repo_root;
+
+struct Up {
+    child: Child,
+    config: tempfile::TempDir,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Up {
+    fn start(data: &Path) -> Self {
+        let config = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--api-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data)
+            .env("NIMBUS_CONFIG", config.path().join("config.json"))
+            .env("NIMBUS_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let up = Self { child, config };
+        // Readiness: the client config appears once the API is bound; then poll `apps`.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < deadline, "nimbus up did not become ready");
+            if up.config.path().join("config.json").exists()
+                && up.nimbus(&["apps"]).status.success()
+            {
+                return up;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn nimbus(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(args)
+            .env("NIMBUS_CONFIG", self.config.path().join("config.json"))
+            .env_remove("NIMBUS_API")
+            .env_remove("NIMBUS_TOKEN")
+            .current_dir(repo_root())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.nimbus(args);
+        assert!(
+            out.status.success(),
+            "nimbus {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+#[test]
+fn a_new_user_deploys_the_js_example_and_calls_it() {
+    let data = tempfile::tempdir().unwrap();
+    let up = Up::start(data.path());
+
+    let deployed = up.ok(&["deploy", "examples/hello-js"]);
+    assert!(
+        deployed.contains("deployed hello-js version 1"),
+        "{deployed}"
+    );
+    assert!(deployed.contains("/hello"), "{deployed}");
+
+    let body = up.ok(&["invoke", "hello-js", "--path", "/hello/Ada"]);
+    assert_eq!(body, "Hello, Ada! (from a JavaScript function on Nimbus)\n");
+
+    let apps: serde_json::Value = serde_json::from_str(&up.ok(&["apps", "--json"])).unwrap();
+    assert_eq!(apps[0]["name"], "hello-js");
+    assert_eq!(apps[0]["active_version"], 1);
+
+    let functions = up.ok(&["functions", "hello-js"]);
+    assert!(
+        functions.contains("hello") && functions.contains("128MB"),
+        "{functions}"
+    );
+
+    // Redeploy without changes: nothing compiled, version 2; roll back to 1.
+    let again: serde_json::Value =
+        serde_json::from_str(&up.ok(&["deploy", "--no-build", "examples/hello-js", "--json"]))
+            .unwrap();
+    assert_eq!(again["app"]["active_version"], 2);
+    assert_eq!(again["components"][0]["cache_hit"], true);
+    assert!(up.ok(&["rollback", "hello-js"]).contains("version 1"));
+
+    up.ok(&["delete", "hello-js"]);
+    let gone = up.nimbus(&["functions", "hello-js"]);
+    assert!(!gone.status.success());
+    let stderr = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        stderr.starts_with("error: app `hello-js` not found"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
+
+#[test]
+fn client_errors_are_one_line_with_a_hint_and_a_nonzero_exit() {
+    let data = tempfile::tempdir().unwrap();
+    let up = Up::start(data.path());
+
+    // Wrong token.
+    let out = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["apps"])
+        .env("NIMBUS_CONFIG", up.config.path().join("config.json"))
+        .env("NIMBUS_TOKEN", "nmb_wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: missing or invalid API token\nhint: "),
+        "{stderr}"
+    );
+
+    // No server.
+    let out = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["apps", "--api", "http://127.0.0.1:1"])
+        .env("NIMBUS_CONFIG", up.config.path().join("config.json"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach the control API") && stderr.contains("nimbus up"),
+        "{stderr}"
+    );
+
+    // A manifest error is caught before anything is uploaded, with file, line and field.
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(
+        app.path().join("nimbus.toml"),
+        "[app]\nname = \"bad\"\n\n[[function]]\nname = \"f\"\ncomponent = \"f.wasm\"\nroutes = [\"/f\"]\ntimeout = 5\n",
+    )
+    .unwrap();
+    let out = up.nimbus(&["deploy", app.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nimbus.toml:8:1") && stderr.contains("timeout"),
+        "{stderr}"
+    );
+}

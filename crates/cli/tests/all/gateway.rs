@@ -1,0 +1,166 @@
+//! The HTTP ingress: ids, 404, limits, keep-alive, slow clients, graceful shutdown.
+
+use std::time::Duration;
+
+use nimbus_gateway::GatewayConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::guests;
+use crate::harness::{Nimbus, manifest};
+
+#[tokio::test]
+async fn unknown_routes_get_404_with_a_request_id() {
+    let nimbus = Nimbus::start().await;
+    let resp = nimbus.get("/nothing/here").await;
+    assert_eq!(resp.status(), 404);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(resp.text().await.unwrap().contains(&id));
+    nimbus.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_with_or_without_content_length() {
+    let nimbus = Nimbus::start().await;
+    let echo = guests::c("echo");
+    nimbus
+        .deploy(
+            &manifest("e", "echo", &["/echo"], "max_body_bytes = 1000"),
+            &[("echo", &echo)],
+        )
+        .await
+        .unwrap();
+    let url = format!("{}/echo", nimbus.gateway_url);
+    let ok = nimbus
+        .http
+        .post(&url)
+        .body(vec![b'a'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.bytes().await.unwrap().len(), 1000);
+
+    let big = nimbus
+        .http
+        .post(&url)
+        .body(vec![b'a'; 5000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 413);
+
+    // Chunked: no content-length, so the limit trips mid-stream.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..10).map(|_| Ok(vec![b'b'; 500])).collect();
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    // The echo guest answers after its first read, so the limit trips after the response head
+    // left: the status cannot change any more, and the response must fail rather than
+    // arrive as a silently truncated 200.
+    match nimbus.http.post(&url).body(body).send().await {
+        Ok(resp) if resp.status() == 413 => {}
+        Ok(resp) => {
+            assert_eq!(resp.status(), 200);
+            assert!(
+                resp.bytes().await.is_err(),
+                "over-limit response must not complete"
+            );
+        }
+        Err(_) => {} // connection closed before the head: also not a success
+    }
+    nimbus.stop().await;
+}
+
+#[tokio::test]
+async fn huge_headers_get_431_and_the_gateway_keeps_serving() {
+    let nimbus = Nimbus::start().await;
+    let hello = guests::c("hello");
+    nimbus
+        .deploy(&manifest("h", "hello", &["/h"], ""), &[("hello", &hello)])
+        .await
+        .unwrap();
+    let resp = nimbus
+        .http
+        .get(format!("{}/h", nimbus.gateway_url))
+        .header("x-big", "a".repeat(100_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 431);
+    assert_eq!(nimbus.get("/h").await.status(), 200);
+    nimbus.stop().await;
+}
+
+#[tokio::test]
+async fn keep_alive_serves_several_requests_on_one_connection() {
+    let nimbus = Nimbus::start().await;
+    let hello = guests::c("hello");
+    nimbus
+        .deploy(&manifest("h", "hello", &["/h"], ""), &[("hello", &hello)])
+        .await
+        .unwrap();
+    let mut conn = TcpStream::connect(nimbus.running().gateway_addr)
+        .await
+        .unwrap();
+    let request = b"GET /h HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut seen = String::new();
+    for _ in 0..3 {
+        conn.write_all(request).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = conn.read(&mut buf).await.unwrap();
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert_eq!(seen.matches("HTTP/1.1 200 OK").count(), 3, "{seen}");
+    nimbus.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let nimbus = Nimbus::start_with_gateway(GatewayConfig {
+        header_read_timeout: Duration::from_millis(300),
+        ..GatewayConfig::default()
+    })
+    .await;
+    let mut conn = TcpStream::connect(nimbus.running().gateway_addr)
+        .await
+        .unwrap();
+    conn.write_all(b"GET /h HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    // The server closes (possibly after a 408); the read ends well before this bound.
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "slow client was not disconnected");
+    // Meanwhile, others are served.
+    assert_eq!(nimbus.get("/nothing").await.status(), 404);
+    nimbus.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests() {
+    let nimbus = Nimbus::start().await;
+    let sleep = guests::c("sleep");
+    nimbus
+        .deploy(
+            &manifest("s", "sleep", &["/sleep"], ""),
+            &[("sleep", &sleep)],
+        )
+        .await
+        .unwrap();
+    let url = format!("{}/sleep", nimbus.gateway_url);
+    let http = nimbus.http.clone();
+    let in_flight =
+        tokio::spawn(async move { http.get(url).header("x-sleep-ms", "700").send().await });
+    // Wait until the request is inside the function (its invocation is logged at the end, so
+    // poll the instance count via a short sleep-free probe: the request is accepted once the
+    // TCP write completed; give the runtime a moment by awaiting a cheap request first).
+    assert_eq!(nimbus.get("/none").await.status(), 404);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    nimbus.stop().await;
+    let resp = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request completed");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "slept\n");
+}

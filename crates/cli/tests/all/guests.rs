@@ -1,0 +1,86 @@
+//! Builds guest components from source (guests/ and examples/) once and caches them under
+//! target/guests, keyed by a hash of their sources, so reruns build nothing.
+//!
+//! A missing toolchain fails the test with the command that installs it: tests never skip.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn hash_inputs(inputs: &[PathBuf]) -> String {
+    let mut hasher = Sha256::new();
+    for input in inputs {
+        hasher.update(input.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(input).unwrap_or_else(|e| panic!("{}: {e}", input.display())));
+    }
+    hex::encode(hasher.finalize())[..16].to_owned()
+}
+
+fn cached(name: &str, inputs: &[PathBuf], build: impl FnOnce(&Path) -> Command) -> PathBuf {
+    let root = repo_root();
+    let out = root
+        .join("target/guests")
+        .join(format!("{name}-{}.wasm", hash_inputs(inputs)));
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    if out.exists() {
+        return out;
+    }
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let tmp = out.with_extension("wasm.tmp");
+    let mut command = build(&tmp);
+    command.current_dir(&root);
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run guest build for {name}: {e}"));
+    assert!(
+        output.status.success(),
+        "building guest {name} failed — run `bash scripts/setup-toolchains.sh` first.\n\
+         stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::rename(&tmp, &out).unwrap();
+    out
+}
+
+/// A C guest from `guests/c/<name>`.
+pub fn c(name: &str) -> PathBuf {
+    let root = repo_root();
+    let inputs = vec![
+        root.join(format!("guests/c/{name}/app.c")),
+        root.join("guests/c/build.sh"),
+    ];
+    cached(&format!("c-{name}"), &inputs, |out| {
+        let mut cmd = Command::new("bash");
+        cmd.arg("guests/c/build.sh").arg(name).arg(out);
+        cmd
+    })
+}
+
+/// A JS guest from a source file (relative to the repo root).
+pub fn js(source: &str) -> PathBuf {
+    let root = repo_root();
+    let inputs = vec![root.join(source), root.join("guests/js/componentize.mjs")];
+    let stem = Path::new(source)
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    cached(&format!("js-{stem}"), &inputs, |out| {
+        let mut cmd = Command::new("node");
+        cmd.arg("guests/js/componentize.mjs").arg(source).arg(out);
+        cmd
+    })
+}

@@ -1,0 +1,168 @@
+//! A real Nimbus started in-process on port 0 with a temporary data dir, plus helpers to
+//! deploy components and call functions.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, Once};
+
+use nimbus_cli::client::ApiClient;
+use nimbus_cli::server::{self, Running, ServerConfig};
+use nimbus_control::types::{DeployRequest, DeployResponse};
+use nimbus_gateway::GatewayConfig;
+use sha2::{Digest, Sha256};
+
+/// Everything logged by the platform during the test run (all tests share it; filter by
+/// request id).
+pub fn logs() -> String {
+    let buffer = LOG.lock().unwrap();
+    String::from_utf8_lossy(&buffer).into_owned()
+}
+
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+static INIT: Once = Once::new();
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_logging() {
+    INIT.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .with_ansi(false)
+            .with_writer(|| LogWriter)
+            .init();
+    });
+}
+
+/// A running Nimbus.
+pub struct Nimbus {
+    running: Option<Running>,
+    pub data_dir: Arc<tempfile::TempDir>,
+    pub api: ApiClient,
+    pub token: String,
+    pub gateway_url: String,
+    pub http: reqwest::Client,
+}
+
+impl Nimbus {
+    /// Starts a fresh Nimbus.
+    pub async fn start() -> Self {
+        Self::start_with(
+            Arc::new(tempfile::tempdir().unwrap()),
+            None,
+            GatewayConfig::default(),
+        )
+        .await
+    }
+
+    /// Starts Nimbus with a gateway configuration.
+    pub async fn start_with_gateway(gateway: GatewayConfig) -> Self {
+        Self::start_with(Arc::new(tempfile::tempdir().unwrap()), None, gateway).await
+    }
+
+    async fn start_with(
+        data_dir: Arc<tempfile::TempDir>,
+        token: Option<String>,
+        gateway: GatewayConfig,
+    ) -> Self {
+        init_logging();
+        let running = server::start(ServerConfig {
+            data_dir: data_dir.path().to_owned(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            api_listen: "127.0.0.1:0".parse().unwrap(),
+            reset_token: false,
+            gateway,
+        })
+        .await
+        .unwrap();
+        let token = running.new_token.clone().or(token).expect("token");
+        let api = ApiClient::new(format!("http://{}", running.api_addr), Some(token.clone()));
+        Self {
+            gateway_url: format!("http://{}", running.gateway_addr),
+            running: Some(running),
+            data_dir,
+            api,
+            token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops this Nimbus and starts another on the same data dir.
+    pub async fn restart(mut self) -> Self {
+        self.running.take().unwrap().shutdown().await.unwrap();
+        Self::start_with(
+            self.data_dir.clone(),
+            Some(self.token.clone()),
+            GatewayConfig::default(),
+        )
+        .await
+    }
+
+    /// Graceful shutdown.
+    pub async fn stop(mut self) {
+        self.running.take().unwrap().shutdown().await.unwrap();
+    }
+
+    /// The running servers.
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    /// Uploads components and deploys `manifest`; `components` maps function → wasm file.
+    pub async fn deploy(
+        &self,
+        manifest: &str,
+        components: &[(&str, &Path)],
+    ) -> anyhow::Result<DeployResponse> {
+        let mut digests = BTreeMap::new();
+        for (function, path) in components {
+            let bytes = std::fs::read(path).unwrap();
+            let digest = hex::encode(Sha256::digest(&bytes));
+            if !self.api.has_blob(&digest).await? {
+                self.api.put_blob(&digest, bytes.into()).await?;
+            }
+            digests.insert(function.to_string(), digest);
+        }
+        self.api
+            .deploy(&DeployRequest {
+                manifest: manifest.to_owned(),
+                manifest_file: None,
+                components: digests,
+            })
+            .await
+    }
+
+    /// GET a path on the gateway.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.gateway_url))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Nimbus {
+    fn drop(&mut self) {
+        // Tests that end without `stop` drop the servers with the runtime.
+        self.running.take();
+    }
+}
+
+/// A one-function manifest.
+pub fn manifest(app: &str, function: &str, routes: &[&str], extra: &str) -> String {
+    let routes: Vec<String> = routes.iter().map(|r| format!("{r:?}")).collect();
+    format!(
+        "[app]\nname = \"{app}\"\n\n[[function]]\nname = \"{function}\"\ncomponent = \"{function}.wasm\"\nroutes = [{}]\n{extra}\n",
+        routes.join(", ")
+    )
+}

@@ -1,0 +1,219 @@
+//! Hostile and broken functions: each is stopped by its own limits with a clear status while
+//! a well-behaved function keeps serving.
+
+use std::time::{Duration, Instant};
+
+use crate::guests;
+use crate::harness::{Nimbus, logs, manifest};
+
+async fn with_victim(extra: &str, hostile: &str) -> Nimbus {
+    let nimbus = Nimbus::start().await;
+    let hello = guests::c("hello");
+    let bad = guests::c(hostile);
+    nimbus
+        .deploy(
+            &manifest("victim", "hello", &["/victim"], ""),
+            &[("hello", &hello)],
+        )
+        .await
+        .unwrap();
+    nimbus
+        .deploy(
+            &manifest("hostile", hostile, &["/hostile"], extra),
+            &[(hostile, &bad)],
+        )
+        .await
+        .unwrap();
+    nimbus
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_gets_504_and_others_keep_serving() {
+    let nimbus = with_victim("timeout_ms = 2000\ncpu_time_ms = 300", "loop").await;
+    let url = format!("{}/hostile", nimbus.gateway_url);
+    let http = nimbus.http.clone();
+    let started = Instant::now();
+    let looping = tokio::spawn(async move { http.get(url).send().await.unwrap() });
+
+    // While the loop burns CPU, the victim answers every request.
+    let mut victim_ok = 0;
+    while !looping.is_finished() {
+        let resp = nimbus.get("/victim").await;
+        assert_eq!(resp.status(), 200);
+        victim_ok += 1;
+    }
+    let resp = looping.await.unwrap();
+    assert_eq!(resp.status(), 504);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("CPU budget of 300 ms"), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "stopped by CPU budget, not timeout"
+    );
+    assert!(victim_ok > 0);
+    nimbus.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_function_gets_504_at_its_timeout() {
+    let nimbus = with_victim("timeout_ms = 200", "sleep").await;
+    let started = Instant::now();
+    let resp = nimbus
+        .http
+        .get(format!("{}/hostile", nimbus.gateway_url))
+        .header("x-sleep-ms", "5000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+    assert!(resp.text().await.unwrap().contains("timeout of 200 ms"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(nimbus.get("/victim").await.status(), 200);
+    nimbus.stop().await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_capped() {
+    let nimbus = with_victim("memory_mb = 16", "membomb").await;
+    let resp = nimbus.get("/hostile").await;
+    let status = resp.status();
+    let body = resp.text().await.unwrap();
+    if status == 200 {
+        // malloc failed at the cap and the guest reported how far it got.
+        let mib: u64 = body
+            .trim()
+            .strip_prefix("allocated ")
+            .and_then(|s| s.strip_suffix(" MiB"))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected body {body}"));
+        assert!(mib <= 16, "allocated {mib} MiB past a 16 MiB cap");
+    } else {
+        assert_eq!(status, 500, "{body}");
+    }
+    assert_eq!(nimbus.get("/victim").await.status(), 200);
+    nimbus.stop().await;
+}
+
+#[tokio::test]
+async fn a_trap_gets_500_without_internals() {
+    let nimbus = with_victim("", "trap").await;
+    let resp = nimbus.get("/hostile").await;
+    assert_eq!(resp.status(), 500);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body = resp.text().await.unwrap();
+    assert_eq!(body, format!("function trapped (request id {id})\n"));
+    assert!(
+        logs().contains(&id),
+        "the trap is in the platform log under the request id"
+    );
+    assert_eq!(nimbus.get("/victim").await.status(), 200);
+    nimbus.stop().await;
+}
+
+#[tokio::test]
+async fn env_is_visible_and_stdout_is_logged_with_the_request_id() {
+    let nimbus = Nimbus::start().await;
+    let env = guests::c("env");
+    nimbus
+        .deploy(
+            &manifest(
+                "envapp",
+                "env",
+                &["/env"],
+                "[function.env]\nGREETING = \"hej\"",
+            ),
+            &[("env", &env)],
+        )
+        .await
+        .unwrap();
+    let resp = nimbus.get("/env").await;
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(resp.text().await.unwrap(), "GREETING=hej\n");
+    let log = logs();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&id) && l.contains("stdout-line GREETING=hej"))
+        .unwrap_or_else(|| panic!("no tagged stdout line for {id}"));
+    assert!(
+        line.contains("stream=\"stdout\"") || line.contains("stream=stdout"),
+        "{line}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&id) && l.contains("stderr-line"))
+    );
+    nimbus.stop().await;
+}
+
+#[tokio::test]
+async fn outbound_http_is_limited_to_allowed_hosts() {
+    // A real upstream on port 0.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = upstream.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"upstream says hi")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+
+    let nimbus = Nimbus::start().await;
+    let outbound = guests::c("outbound");
+    let allowed = format!(
+        "allowed_outbound_hosts = [\"http://127.0.0.1:{}\"]",
+        upstream_addr.port()
+    );
+    nimbus
+        .deploy(
+            &manifest("o", "outbound", &["/out"], &allowed),
+            &[("outbound", &outbound)],
+        )
+        .await
+        .unwrap();
+    let call = |target: String| {
+        let http = nimbus.http.clone();
+        let url = format!("{}/out", nimbus.gateway_url);
+        async move {
+            http.get(url)
+                .header("x-target", target)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let ok = call(format!("http://127.0.0.1:{}/x", upstream_addr.port())).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), "upstream says hi");
+
+    // Same host, other port: denied before any connection, and the guest sees why.
+    let denied = call("http://127.0.0.1:1/x".to_owned()).await;
+    assert_eq!(denied.status(), 502);
+    let body = denied.text().await.unwrap().to_lowercase();
+    assert!(body.contains("denied"), "{body}");
+    nimbus.stop().await;
+}
+
+#[tokio::test]
+async fn the_js_hello_component_serves() {
+    let nimbus = Nimbus::start().await;
+    let js = guests::js("guests/js/hello.js");
+    nimbus
+        .deploy(&manifest("js", "hello", &["/js"], ""), &[("hello", &js)])
+        .await
+        .unwrap();
+    let resp = nimbus.get("/js").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "hello from nimbus js\n");
+    nimbus.stop().await;
+}

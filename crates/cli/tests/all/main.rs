@@ -1,0 +1,12 @@
+//! Integration tests: one binary (as in wasmtime's tests/all), one module per area, each test
+//! against a real Nimbus started in-process on port 0 with real guest components built from
+//! source.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
+
+mod cli;
+mod deploy;
+mod gateway;
+mod guests;
+mod harness;
+mod isolation;
