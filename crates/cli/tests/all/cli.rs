@@ -165,3 +165,31 @@ fn client_errors_are_one_line_with_a_hint_and_a_nonzero_exit() {
         "{stderr}"
     );
 }
+
+#[test]
+fn nimbus_new_templates_build_deploy_and_serve() {
+    let data = tempfile::tempdir().unwrap();
+    let up = Up::start(data.path());
+    let projects = tempfile::tempdir().unwrap();
+    let parent = projects.path().to_str().unwrap();
+    for (lang, name) in [("js", "jsapp"), ("python", "pyapp")] {
+        up.ok(&["new", name, "--lang", lang, "--dir", parent]);
+        let dir = projects.path().join(name);
+        let deployed = up.ok(&["deploy", dir.to_str().unwrap()]);
+        assert!(
+            deployed.contains(&format!("deployed {name} version 1")),
+            "{deployed}"
+        );
+        let path = format!("/{name}/x");
+        let body: serde_json::Value =
+            serde_json::from_str(&up.ok(&["invoke", name, "--path", &path])).unwrap();
+        assert_eq!(body["message"], format!("Hello from {name}!"), "{lang}");
+        assert_eq!(body["path"], path, "{lang}");
+    }
+    let out = up.nimbus(&["new", "Bad_Name", "--dir", parent]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid app name"));
+    assert!(!projects.path().join("Bad_Name").exists());
+    let out = up.nimbus(&["new", "jsapp", "--dir", parent]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+}

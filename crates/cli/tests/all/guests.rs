@@ -40,7 +40,9 @@ fn cached(name: &str, inputs: &[PathBuf], build: impl FnOnce(&Path) -> Command) 
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let tmp = out.with_extension("wasm.tmp");
     let mut command = build(&tmp);
-    command.current_dir(&root);
+    if command.get_current_dir().is_none() {
+        command.current_dir(&root);
+    }
     let output = command
         .output()
         .unwrap_or_else(|e| panic!("cannot run guest build for {name}: {e}"));
@@ -83,4 +85,52 @@ pub fn js(source: &str) -> PathBuf {
         cmd.arg("guests/js/componentize.mjs").arg(source).arg(out);
         cmd
     })
+}
+
+/// The component of an example app's function, built with the example's own `build` command
+/// (cached by a hash of the example's sources). Returns (manifest text, component path).
+pub fn example(app: &str, function: &str) -> (String, PathBuf) {
+    let root = repo_root();
+    let dir = root.join("examples").join(app);
+    let manifest_text = std::fs::read_to_string(dir.join("nimbus.toml")).unwrap();
+    let manifest = nimbus_manifest::parse(&manifest_text, "nimbus.toml").unwrap();
+    let f = manifest
+        .functions
+        .iter()
+        .find(|f| f.name == function)
+        .unwrap_or_else(|| panic!("example {app} has no function {function}"));
+    let mut inputs = vec![dir.join("nimbus.toml")];
+    collect_sources(&dir, &mut inputs);
+    inputs.sort();
+    let build = f
+        .build
+        .clone()
+        .expect("example functions have a build command");
+    let component = dir.join(&f.component);
+    let out = cached(&format!("example-{app}-{function}"), &inputs, |tmp| {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "{build} && cp {} {}",
+                component.display(),
+                tmp.display()
+            ))
+            .current_dir(&dir);
+        cmd
+    });
+    (manifest_text, out)
+}
+
+fn collect_sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if !matches!(name.as_str(), "dist" | "node_modules" | "__pycache__") {
+                collect_sources(&path, out);
+            }
+        } else if !name.ends_with(".wasm") && name != "nimbus.toml" {
+            out.push(path);
+        }
+    }
 }

@@ -2,10 +2,16 @@
 //! against a real Nimbus started in-process on port 0 with real guest components built from
 //! source.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
 
 mod cli;
 mod deploy;
+mod examples;
 mod gateway;
 mod guests;
 mod harness;
