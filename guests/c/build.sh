@@ -1,20 +1,37 @@
 #!/usr/bin/env bash
-# Builds guests/c/<name>/app.c into a wasi:http/proxy component.
+# Builds guests/c/<name>/app.c (+ guests/c/common) into a component exporting
+# wasi:http/incoming-handler@0.2.12 (the wasi:http/proxy world of guests/wit).
 #   bash guests/c/build.sh <name> <out.wasm>
-# Needs clang-14, wasi-libc, wit-bindgen (cargo) and wasm-tools (pip); scripts/setup-toolchains.sh
-# installs them. Bindings are generated per build into a temporary directory.
+# Needs clang-14 + wasi-libc (apt), wit-bindgen (cargo), wasm-tools (pip) and the wasi preview1
+# reactor adapter (crates.io); `bash scripts/setup-toolchains.sh` installs all of them.
+# Environment: NIMBUS_ADAPTER=<reactor adapter .wasm> overrides the adapter lookup;
+#              CFLAGS are appended to the compiler flags.
 set -euo pipefail
+[ $# -eq 2 ] || { echo "usage: $0 <name> <out.wasm>" >&2; exit 2; }
 name="$1"; out="$2"
 here="$(cd "$(dirname "$0")" && pwd)"
 src="$here/$name/app.c"
 [ -f "$src" ] || { echo "no such guest: $src" >&2; exit 2; }
-adapter=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/wasi-preview1-component-adapter-provider-48.0.8/artefacts/wasi_snapshot_preview1.reactor.wasm 2>/dev/null | head -n1)
-[ -n "$adapter" ] || { echo "reactor adapter missing: run scripts/setup-toolchains.sh" >&2; exit 2; }
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+adapter="${NIMBUS_ADAPTER:-}"
+if [ -z "$adapter" ]; then
+  adapter=$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/wasi-preview1-component-adapter-provider-48.0.8/artefacts/wasi_snapshot_preview1.reactor.wasm 2>/dev/null | head -n1 || true)
+fi
+[ -n "$adapter" ] && [ -f "$adapter" ] || { echo "reactor adapter missing: run scripts/setup-toolchains.sh" >&2; exit 2; }
+
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 wit-bindgen c "$here/../wit" --world http-guest --out-dir "$work/gen" >"$work/bindgen.log" 2>&1 \
   || { cat "$work/bindgen.log" >&2; exit 1; }
-clang-14 --target=wasm32-wasi -O2 -mexec-model=reactor -fuse-ld=lld \
+# -mexec-model=reactor: a library whose exports the host calls (no main); debug info stripped
+# (the name section stays, so traps still show function names).
+# shellcheck disable=SC2086
+clang-14 --target=wasm32-wasi -O2 -mexec-model=reactor -fuse-ld=lld -Wall -Wl,--strip-debug \
   -I "$work/gen" -I "$here/common" \
   "$src" "$here/common/nimbus_http.c" "$work/gen/http_guest.c" "$work/gen/http_guest_component_type.o" \
-  -o "$work/app.core.wasm"
-wasm-tools component new "$work/app.core.wasm" --adapt "wasi_snapshot_preview1=$adapter" -o "$out"
+  ${CFLAGS:-} -o "$work/app.core.wasm"
+wasm-tools component new "$work/app.core.wasm" --adapt "wasi_snapshot_preview1=$adapter" -o "$work/app.wasm"
+wasm-tools component wit "$work/app.wasm" | grep -q "export wasi:http/incoming-handler@0.2.12;" \
+  || { echo "built component does not export wasi:http/incoming-handler@0.2.12" >&2; exit 1; }
+mkdir -p "$(dirname "$out")"
+mv "$work/app.wasm" "$out"

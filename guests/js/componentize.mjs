@@ -1,8 +1,14 @@
-// Builds a JavaScript `addEventListener("fetch", ...)` handler into a wasi:http/proxy
-// component with componentize-js (StarlingMonkey).
+// Builds a JavaScript `addEventListener("fetch", ...)` handler into a component exporting
+// wasi:http/incoming-handler@0.2.10 with componentize-js 0.23 (StarlingMonkey), against
+// guests/wit-0.2.10 (world nimbus:guest/http-guest = wasi:http/proxy@0.2.10 + wasi:cli/environment).
 //   node guests/js/componentize.mjs <src.js> <out.wasm>
+// Run `npm ci` in guests/js (or scripts/setup-toolchains.sh) first.
+//
+// The source may import relative modules and the world's WIT interfaces, e.g.
+//   import { getEnvironment } from "wasi:cli/environment@0.2.10";  // env vars (no process.env)
+// Top-level code runs once at build time (Wizer snapshot): read env vars inside the handler.
 import { componentize } from "@bytecodealliance/componentize-js";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, rename, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -19,5 +25,6 @@ const { component } = await componentize({
   worldName: "http-guest",
 });
 await mkdir(dirname(resolve(out)), { recursive: true });
-await writeFile(out, component);
+await writeFile(`${out}.tmp`, component);
+await rename(`${out}.tmp`, out);
 console.error(`componentized ${source} -> ${out} (${component.byteLength} bytes, ${Date.now() - started} ms)`);

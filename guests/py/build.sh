@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Builds a Python app directory (with app.py) into a wasi:http/proxy component.
+# Builds a Python app directory into a wasi:http/proxy@0.2.12 component with componentize-py.
 #   bash guests/py/build.sh <app dir> <out.wasm>
+# The app dir holds `app.py` (the module componentize-py is told to build: `componentize app`)
+# defining `class IncomingHandler(exports.IncomingHandler)` with `handle(request, response_out)`;
+# other modules/packages in the app dir can be imported from it.
 set -euo pipefail
+[ $# -eq 2 ] || { echo "usage: $0 <app dir> <out.wasm>" >&2; exit 2; }
 here="$(cd "$(dirname "$0")" && pwd)"
 app="$(cd "$1" && pwd)"; out="$(realpath -m "$2")"
+[ -f "$app/app.py" ] || { echo "no app.py in $app" >&2; exit 2; }
+command -v componentize-py >/dev/null || { echo "componentize-py missing: run scripts/setup-toolchains.sh" >&2; exit 2; }
+mkdir -p "$(dirname "$out")"
 cd "$app"
-componentize-py -d "$here/../wit" -w wasi:http/proxy@0.2.12 componentize app -o "$out"
+componentize-py -d "$here/../wit" -w wasi:http/proxy@0.2.12 componentize app -o "$out.tmp"
+mv "$out.tmp" "$out"

@@ -76,6 +76,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let token = TokenCheck::load(&store)?;
     let blobs = BlobStore::open(&data.join("blobs"), MAX_COMPONENT_BYTES)?;
     let engine = Engine::new(EngineConfig::new(data.join("cache")))?;
+    tracing::info!(pooling = engine.pooling(), "engine ready");
     let gateway = Arc::new(Gateway::new(config.gateway.clone()));
 
     let gateway_listener = TcpListener::bind(config.listen)

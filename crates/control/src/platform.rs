@@ -238,15 +238,21 @@ impl Platform {
             let component = match loaded.get(digest) {
                 Some(c) => c.clone(),
                 None => {
-                    let bytes = self.blobs.read(digest).await?;
-                    let engine = self.engine.clone();
-                    let c = tokio::task::spawn_blocking(move || engine.load(&bytes))
-                        .await
-                        .map_err(|e| ControlError::Store(format!("compile task: {e}")))?
-                        .map_err(|e| ControlError::InvalidComponent {
-                            function: function.name.clone(),
-                            message: e.to_string(),
-                        })?;
+                    let invalid = |e: nimbus_engine::EngineError| ControlError::InvalidComponent {
+                        function: function.name.clone(),
+                        message: e.to_string(),
+                    };
+                    let c = match self.engine.load_cached(digest).map_err(invalid)? {
+                        Some(c) => c,
+                        None => {
+                            let bytes = self.blobs.read(digest).await?;
+                            let engine = self.engine.clone();
+                            tokio::task::spawn_blocking(move || engine.load(&bytes))
+                                .await
+                                .map_err(|e| ControlError::Store(format!("compile task: {e}")))?
+                                .map_err(invalid)?
+                        }
+                    };
                     loads.push(ComponentLoad {
                         digest: c.digest.clone(),
                         cache_hit: c.cache_hit,

@@ -100,19 +100,30 @@ impl Engine {
         &self.inner.cache
     }
 
+    /// Loads the compiled artifact of the component with SHA-256 `digest` from the cache, if
+    /// it is there: no need to read or hash the component itself.
+    pub fn load_cached(&self, digest: &str) -> Result<Option<LoadedComponent>, EngineError> {
+        let started = Instant::now();
+        Ok(self
+            .inner
+            .cache
+            .load(&self.inner.engine, digest)?
+            .map(|component| LoadedComponent {
+                component,
+                digest: digest.to_owned(),
+                cache_hit: true,
+                load_ms: started.elapsed().as_millis(),
+            }))
+    }
+
     /// Loads a component: from the artifact cache if it holds one, else by compiling it (and
     /// storing the result). CPU-heavy on a miss: call it from a blocking task.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, EngineError> {
         let started = Instant::now();
         let digest = component_digest(bytes);
         let engine = &self.inner.engine;
-        if let Some(component) = self.inner.cache.load(engine, &digest)? {
-            return Ok(LoadedComponent {
-                component,
-                digest,
-                cache_hit: true,
-                load_ms: started.elapsed().as_millis(),
-            });
+        if let Some(loaded) = self.load_cached(&digest)? {
+            return Ok(loaded);
         }
         check_is_component(bytes)?;
         let artifact = engine

@@ -218,3 +218,46 @@ pub(crate) fn error(status: StatusCode, message: &str, request_id: &str) -> Resp
     );
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(uri: &str, host: Option<&str>) -> Request<()> {
+        let mut builder = Request::builder().uri(uri);
+        if let Some(host) = host {
+            builder = builder.header(header::HOST, host);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn host_comes_from_uri_or_header_without_port() {
+        assert_eq!(
+            request_host(&req("/x", Some("a.example.com:8080"))).as_deref(),
+            Some("a.example.com")
+        );
+        assert_eq!(
+            request_host(&req("/x", Some("a.example.com"))).as_deref(),
+            Some("a.example.com")
+        );
+        assert_eq!(
+            request_host(&req("http://b.example.com/x", Some("a"))).as_deref(),
+            Some("b.example.com")
+        );
+        assert_eq!(
+            request_host(&req("/x", Some("[::1]:80"))).as_deref(),
+            Some("[::1]:80")
+        );
+        assert_eq!(request_host(&req("/x", None)), None);
+    }
+
+    #[test]
+    fn head_size_counts_headers_and_uri() {
+        let small = head_size(&req("/x", Some("h")));
+        let mut big = req("/x", Some("h"));
+        big.headers_mut()
+            .insert("x-big", HeaderValue::from_str(&"a".repeat(1000)).unwrap());
+        assert!(head_size(&big) >= small + 1000);
+    }
+}

@@ -2,12 +2,11 @@
 #include "nimbus_http.h"
 
 static void add_header(wasi_http_types_borrow_fields_t fields, const char *name, const char *value) {
-  wasi_http_types_field_name_t n;
-  http_guest_string_dup(&n, name);
+  // Import arguments are only borrowed by the bindings: no copies needed.
+  wasi_http_types_field_name_t n = {(uint8_t *)name, strlen(name)};
   wasi_http_types_field_value_t v = {(uint8_t *)value, strlen(value)};
   wasi_http_types_header_error_t err;
   wasi_http_types_method_fields_append(fields, &n, &v, &err);
-  http_guest_string_free(&n);
 }
 
 nh_writer_t nh_start(nh_outparam_t out, uint16_t status, const char *content_type,
@@ -50,6 +49,13 @@ void nh_finish(nh_writer_t *w) {
   wasi_http_types_static_outgoing_body_finish(w->body, NULL, &err);
 }
 
+void nh_abort(nh_writer_t *w) {
+  // Dropping an outgoing-body without `finish` tells the host the body is incomplete, so the
+  // response fails instead of ending as a silently truncated success.
+  wasi_io_streams_output_stream_drop_own(w->stream);
+  wasi_http_types_outgoing_body_drop_own(w->body);
+}
+
 void nh_respond(nh_outparam_t out, uint16_t status, const char *text) {
   nh_writer_t w = nh_start(out, status, "text/plain", NULL, NULL, 0);
   nh_write(&w, text, strlen(text));
@@ -66,13 +72,12 @@ static int copy_out(const uint8_t *ptr, size_t len, char *buf, size_t cap) {
 
 int nh_header(wasi_http_types_borrow_incoming_request_t req, const char *name, char *buf, size_t cap) {
   wasi_http_types_own_headers_t headers = wasi_http_types_method_incoming_request_headers(req);
-  wasi_http_types_field_name_t n;
-  http_guest_string_dup(&n, name);
+  wasi_http_types_field_name_t n = {(uint8_t *)name, strlen(name)};
   http_guest_list_field_value_t values;
   wasi_http_types_method_fields_get(wasi_http_types_borrow_fields(headers), &n, &values);
-  http_guest_string_free(&n);
   int found = 0;
   if (values.len > 0) found = copy_out(values.ptr[0].ptr, values.ptr[0].len, buf, cap);
+  http_guest_list_field_value_free(&values);
   wasi_http_types_fields_drop_own(headers);
   return found;
 }

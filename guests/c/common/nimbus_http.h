@@ -22,10 +22,12 @@ nh_writer_t nh_start(nh_outparam_t out, uint16_t status, const char *content_typ
 int nh_write(nh_writer_t *w, const void *data, size_t len);
 // Finishes the response body.
 void nh_finish(nh_writer_t *w);
+// Abandons the response body: the host fails the response rather than completing it.
+void nh_abort(nh_writer_t *w);
 // A whole small response in one call.
 void nh_respond(nh_outparam_t out, uint16_t status, const char *text);
 
-// Copies the first value of request header `name` into buf (NUL-terminated); 0 if absent.
+// Copies the first value of request header `name` (lower-case) into buf (NUL-terminated); 0 if absent.
 int nh_header(wasi_http_types_borrow_incoming_request_t req, const char *name, char *buf, size_t cap);
 // Copies the request path-with-query into buf; 0 if absent.
 int nh_path(wasi_http_types_borrow_incoming_request_t req, char *buf, size_t cap);

@@ -1,10 +1,14 @@
-// Streams the request body back, with x-method and x-path headers.
-#include <stdio.h>
+// Streams the request body back in 64 KiB reads (any size), with x-method and x-path headers.
+#include <string.h>
 #include "nimbus_http.h"
 
-static const char *method_name(wasi_http_types_method_t *m) {
+static const char *method_name(wasi_http_types_method_t *m, char *buf, size_t cap) {
   static const char *names[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"};
-  return m->tag < 9 ? names[m->tag] : "OTHER";
+  if (m->tag < 9) return names[m->tag];
+  size_t n = m->val.other.len < cap - 1 ? m->val.other.len : cap - 1;  // method `other(string)`
+  memcpy(buf, m->val.other.ptr, n);
+  buf[n] = 0;
+  return buf;
 }
 
 void exports_wasi_http_incoming_handler_handle(nh_request_t request, nh_outparam_t out) {
@@ -13,8 +17,9 @@ void exports_wasi_http_incoming_handler_handle(nh_request_t request, nh_outparam
   nh_path(req, path, sizeof path);
   wasi_http_types_method_t method;
   wasi_http_types_method_incoming_request_method(req, &method);
+  char other[64];
   const char *names[] = {"x-method", "x-path"};
-  const char *values[] = {method_name(&method), path};
+  const char *values[] = {method_name(&method, other, sizeof other), path};
 
   wasi_http_types_own_incoming_body_t body;
   if (!wasi_http_types_method_incoming_request_consume(req, &body)) {
@@ -23,24 +28,32 @@ void exports_wasi_http_incoming_handler_handle(nh_request_t request, nh_outparam
   }
   wasi_http_types_own_input_stream_t in;
   wasi_http_types_method_incoming_body_stream(wasi_http_types_borrow_incoming_body(body), &in);
+  wasi_io_streams_borrow_input_stream_t inb = wasi_io_streams_borrow_input_stream(in);
 
   // Read the first chunk before answering, so a body-limit error can still become a status.
   http_guest_list_u8_t chunk;
   wasi_io_streams_stream_error_t err;
-  int have = wasi_io_streams_method_input_stream_blocking_read(
-      wasi_io_streams_borrow_input_stream(in), 65536, &chunk, &err);
+  bool have = wasi_io_streams_method_input_stream_blocking_read(inb, 65536, &chunk, &err);
   if (!have && err.tag == WASI_IO_STREAMS_STREAM_ERROR_LAST_OPERATION_FAILED) {
     nh_respond(out, 400, "body read failed\n");
     return;
   }
   nh_writer_t w = nh_start(out, 200, "application/octet-stream", names, values, 2);
   while (have) {
-    nh_write(&w, chunk.ptr, chunk.len);
+    int ok = nh_write(&w, chunk.ptr, chunk.len);
     http_guest_list_u8_free(&chunk);
-    have = wasi_io_streams_method_input_stream_blocking_read(
-        wasi_io_streams_borrow_input_stream(in), 65536, &chunk, &err);
+    if (ok != 0) {  // the client went away
+      nh_abort(&w);
+      return;
+    }
+    have = wasi_io_streams_method_input_stream_blocking_read(inb, 65536, &chunk, &err);
   }
   wasi_io_streams_input_stream_drop_own(in);
   wasi_http_types_incoming_body_drop_own(body);
+  if (err.tag == WASI_IO_STREAMS_STREAM_ERROR_LAST_OPERATION_FAILED) {
+    // The request body failed mid-stream (e.g. over the body limit): fail the response too.
+    nh_abort(&w);
+    return;
+  }
   nh_finish(&w);
 }

@@ -21,17 +21,19 @@ impl Drop for Up {
 
 impl Up {
     fn start(data: &Path) -> Self {
+        let mut args: Vec<String> = ["up", "--listen", "127.0.0.1:0", "--api-listen"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["127.0.0.1:0".into(), "--data-dir".into()]);
+        args.push(data.to_str().unwrap().to_owned());
+        Self::start_with(&args)
+    }
+
+    fn start_with(args: &[String]) -> Self {
         let config = tempfile::tempdir().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
-            .args([
-                "up",
-                "--listen",
-                "127.0.0.1:0",
-                "--api-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(data)
+            .args(args)
             .env("NIMBUS_CONFIG", config.path().join("config.json"))
             .env("NIMBUS_LOG", "warn")
             .stdout(Stdio::null())
@@ -192,4 +194,38 @@ fn nimbus_new_templates_build_deploy_and_serve() {
     assert!(!projects.path().join("Bad_Name").exists());
     let out = up.nimbus(&["new", "jsapp", "--dir", parent]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+}
+
+#[test]
+fn up_reads_its_settings_from_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("nimbus-server.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\napi_listen = \"127.0.0.1:0\"\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let up = Up::start_with(&[
+        "up".into(),
+        "--config".into(),
+        file.to_str().unwrap().into(),
+    ]);
+    assert!(up.ok(&["apps"]).contains("no apps deployed"));
+    assert!(data.join("state.redb").exists());
+
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nport = 3\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["up", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid config file") && stderr.contains("port"),
+        "{stderr}"
+    );
 }

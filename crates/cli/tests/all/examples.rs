@@ -1,41 +1,9 @@
 //! Every example app, built with its own build command and deployed with its own manifest.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
-
 use crate::guests;
-use crate::harness::Nimbus;
-
-/// A JSON upstream on port 0 that answers after `delay`.
-async fn upstream(body: &'static str, delay: Duration) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| async move {
-                    tokio::time::sleep(delay).await;
-                    let mut resp =
-                        hyper::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-                    resp.headers_mut()
-                        .insert("content-type", "application/json".parse().unwrap());
-                    Ok::<_, Infallible>(resp)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
+use crate::harness::{Nimbus, upstream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bff_fans_out_concurrently_and_merges_json() {

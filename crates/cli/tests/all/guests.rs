@@ -62,6 +62,8 @@ pub fn c(name: &str) -> PathBuf {
     let root = repo_root();
     let inputs = vec![
         root.join(format!("guests/c/{name}/app.c")),
+        root.join("guests/c/common/nimbus_http.c"),
+        root.join("guests/c/common/nimbus_http.h"),
         root.join("guests/c/build.sh"),
     ];
     cached(&format!("c-{name}"), &inputs, |out| {

@@ -166,3 +166,42 @@ pub fn manifest(app: &str, function: &str, routes: &[&str], extra: &str) -> Stri
         routes.join(", ")
     )
 }
+
+/// A real HTTP upstream on port 0 that answers every request with `body` (as JSON) after
+/// `delay`. Runs until the test's runtime ends.
+pub async fn upstream(body: &'static str, delay: std::time::Duration) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| async move {
+                    tokio::time::sleep(delay).await;
+                    let mut resp = hyper::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(body.as_bytes()),
+                    ));
+                    resp.headers_mut()
+                        .insert("content-type", "application/json".parse().unwrap());
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+impl Nimbus {
+    /// Deploys the C guest `guest` as the only function of `app`, named like the guest.
+    pub async fn deploy_guest(&self, app: &str, guest: &str, routes: &[&str], extra: &str) {
+        let component = crate::guests::c(guest);
+        self.deploy(&manifest(app, guest, routes, extra), &[(guest, &component)])
+            .await
+            .unwrap();
+    }
+}

@@ -4,26 +4,16 @@
 use std::time::{Duration, Instant};
 
 use crate::guests;
-use crate::harness::{Nimbus, logs, manifest};
+use crate::harness::{Nimbus, logs, manifest, upstream};
 
 async fn with_victim(extra: &str, hostile: &str) -> Nimbus {
     let nimbus = Nimbus::start().await;
-    let hello = guests::c("hello");
-    let bad = guests::c(hostile);
     nimbus
-        .deploy(
-            &manifest("victim", "hello", &["/victim"], ""),
-            &[("hello", &hello)],
-        )
-        .await
-        .unwrap();
+        .deploy_guest("victim", "hello", &["/victim"], "")
+        .await;
     nimbus
-        .deploy(
-            &manifest("hostile", hostile, &["/hostile"], extra),
-            &[(hostile, &bad)],
-        )
-        .await
-        .unwrap();
+        .deploy_guest("hostile", hostile, &["/hostile"], extra)
+        .await;
     nimbus
 }
 
@@ -113,19 +103,14 @@ async fn a_trap_gets_500_without_internals() {
 #[tokio::test]
 async fn env_is_visible_and_stdout_is_logged_with_the_request_id() {
     let nimbus = Nimbus::start().await;
-    let env = guests::c("env");
     nimbus
-        .deploy(
-            &manifest(
-                "envapp",
-                "env",
-                &["/env"],
-                "[function.env]\nGREETING = \"hej\"",
-            ),
-            &[("env", &env)],
+        .deploy_guest(
+            "envapp",
+            "env",
+            &["/env"],
+            "[function.env]\nGREETING = \"hej\"",
         )
-        .await
-        .unwrap();
+        .await;
     let resp = nimbus.get("/env").await;
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(resp.text().await.unwrap(), "GREETING=hej\n");
@@ -147,26 +132,7 @@ async fn env_is_visible_and_stdout_is_logged_with_the_request_id() {
 
 #[tokio::test]
 async fn outbound_http_is_limited_to_allowed_hosts() {
-    // A real upstream on port 0.
-    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream_addr = upstream.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = upstream.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                        http_body_util::Full::new(bytes::Bytes::from_static(b"upstream says hi")),
-                    ))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    let upstream_addr = upstream("upstream says hi", Duration::ZERO).await;
 
     let nimbus = Nimbus::start().await;
     let outbound = guests::c("outbound");
