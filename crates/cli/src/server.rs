@@ -34,6 +34,9 @@ pub struct ServerConfig {
     pub reset_token: bool,
     /// Gateway limits and timeouts.
     pub gateway: GatewayConfig,
+    /// Bytes of each pooled instance slot kept resident between requests (see
+    /// [`EngineConfig::keep_resident_bytes`]); `None` keeps the engine's default.
+    pub keep_resident_bytes: Option<usize>,
 }
 
 /// A started platform.
@@ -75,7 +78,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     };
     let token = TokenCheck::load(&store)?;
     let blobs = BlobStore::open(&data.join("blobs"), MAX_COMPONENT_BYTES)?;
-    let engine = Engine::new(EngineConfig::new(data.join("cache")))?;
+    let mut engine_config = EngineConfig::new(data.join("cache"));
+    if let Some(bytes) = config.keep_resident_bytes {
+        engine_config.keep_resident_bytes = bytes;
+    }
+    let engine = Engine::new(engine_config)?;
     tracing::info!(pooling = engine.pooling(), "engine ready");
     let gateway = Arc::new(Gateway::new(config.gateway.clone()));
 

@@ -232,16 +232,16 @@ impl Platform {
         let mut loads = Vec::new();
         let mut routes = Vec::new();
         for function in &version.app.functions {
+            let invalid = |e: nimbus_engine::EngineError| ControlError::InvalidComponent {
+                function: function.name.clone(),
+                message: e.to_string(),
+            };
             let digest = version.components.get(&function.name).ok_or_else(|| {
                 ControlError::BadRequest(format!("no component for function `{}`", function.name))
             })?;
             let component = match loaded.get(digest) {
                 Some(c) => c.clone(),
                 None => {
-                    let invalid = |e: nimbus_engine::EngineError| ControlError::InvalidComponent {
-                        function: function.name.clone(),
-                        message: e.to_string(),
-                    };
                     let c = match self.engine.load_cached(digest).map_err(invalid)? {
                         Some(c) => c,
                         None => {
@@ -270,12 +270,8 @@ impl Platform {
                 env: function.env.clone(),
                 allowed_outbound_hosts: function.allowed_outbound_hosts.clone(),
             };
-            let prepared = self.engine.prepare(&component, spec).map_err(|e| {
-                ControlError::InvalidComponent {
-                    function: function.name.clone(),
-                    message: e.to_string(),
-                }
-            })?;
+            let prepared = self.engine.prepare(&component, spec).map_err(invalid)?;
+            prepared.warm_up().await.map_err(invalid)?;
             let target = Arc::new(Target::new(version.app.name.clone(), prepared));
             let owner = RouteOwner {
                 app: version.app.name.clone(),

@@ -190,8 +190,8 @@ fn wasmtime_config(config: &EngineConfig, pooling: bool) -> Config {
         pool.max_tables_per_component(8);
         // Keep freed slots' first pages resident: resetting them with memset is cheaper than
         // an madvise + page fault per request for small guests.
-        pool.linear_memory_keep_resident(64 << 10);
-        pool.table_keep_resident(64 << 10);
+        pool.linear_memory_keep_resident(config.keep_resident_bytes);
+        pool.table_keep_resident(config.keep_resident_bytes);
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     c

@@ -19,6 +19,9 @@ pub enum EngineError {
          `wasi:http/proxy` world): {0}"
     )]
     WrongWorld(String),
+    /// The component could not be instantiated under its function's limits.
+    #[error("component cannot be instantiated with this function's limits: {0}")]
+    Instantiate(String),
     /// The artifact cache could not be read or written.
     #[error("artifact cache at {path}: {source}")]
     Cache {

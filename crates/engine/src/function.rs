@@ -14,7 +14,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::engine::Engine;
-use crate::error::InvokeError;
+use crate::error::{EngineError, InvokeError};
 use crate::guest_log::{GuestLog, LogTags};
 use crate::host::{CpuMeter, HostState};
 use crate::outbound::OutboundPolicy;
@@ -78,6 +78,23 @@ impl HttpFunction {
     /// The function's spec.
     pub fn spec(&self) -> &FunctionSpec {
         &self.spec
+    }
+
+    /// Instantiates the function once and drops the instance, without calling it.
+    ///
+    /// A deploy does this before the version takes traffic, so a component that cannot be
+    /// instantiated under its limits (say, its initial memory exceeds `memory_mb`) is rejected
+    /// at deploy time, and the first real request finds a warm pool slot (its pages mapped)
+    /// instead of paying for that.
+    pub async fn warm_up(&self) -> Result<(), EngineError> {
+        let mut store = self.new_store(&Invocation {
+            request_id: "warm-up".into(),
+        });
+        self.pre
+            .instantiate_async(&mut store)
+            .await
+            .map(drop)
+            .map_err(|e| EngineError::Instantiate(format!("{e:#}")))
     }
 
     /// Runs one request in a fresh instance. Returns once the guest has sent the response

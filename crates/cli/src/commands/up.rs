@@ -31,6 +31,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         },
         reset_token: args.reset_token,
         gateway: nimbus_gateway::GatewayConfig::default(),
+        keep_resident_bytes: args.keep_resident_kib.map(|kib| kib << 10),
     };
     let running = server::start(config.clone()).await?;
     let api_url = format!("http://{}", running.api_addr);

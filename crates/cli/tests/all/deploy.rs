@@ -273,3 +273,27 @@ async fn api_requires_the_token_and_blob_names_cannot_escape() {
     assert!(!nimbus.api.has_blob(&digest).await.unwrap());
     nimbus.stop().await;
 }
+
+#[tokio::test]
+async fn a_component_that_cannot_start_under_its_memory_cap_is_rejected_at_deploy() {
+    let nimbus = Nimbus::start().await;
+    let js = guests::js("guests/js/hello.js");
+    // SpiderMonkey's initial linear memory is several MiB: 1 MiB cannot hold it.
+    let err = nimbus
+        .deploy(
+            &manifest("tiny", "f", &["/tiny"], "memory_mb = 1"),
+            &[("f", &js)],
+        )
+        .await
+        .unwrap_err();
+    let api = err.downcast_ref::<nimbus_cli::client::ApiError>().unwrap();
+    assert_eq!(api.code, "invalid_component");
+    assert!(
+        api.message.contains("cannot be instantiated"),
+        "{}",
+        api.message
+    );
+    assert!(nimbus.api.app("tiny").await.is_err());
+    assert_eq!(nimbus.get("/tiny").await.status(), 404);
+    nimbus.stop().await;
+}

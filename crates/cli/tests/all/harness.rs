@@ -81,6 +81,7 @@ impl Nimbus {
             api_listen: "127.0.0.1:0".parse().unwrap(),
             reset_token: false,
             gateway,
+            keep_resident_bytes: None,
         })
         .await
         .unwrap();

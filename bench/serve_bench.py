@@ -5,7 +5,7 @@ For each guest (minimal C, JS, Python hello) it serves the same component with N
 `wasmtime serve`, drives each with the same wrk load, and prints requests/s and latency
 percentiles side by side, plus cold-start numbers. Usage (from the repository root):
 
-    python3 bench/http.py [--duration 10] [--connections 16] [--only c,js,py]
+    python3 bench/serve_bench.py [--duration 10] [--connections 16] [--only c,js,py]
 
 Builds what it needs: Nimbus (release), native-hello (release), the guests, and wasmtime-cli
 48.0.8 into ~/.cache/nimbus-bench (about 8 minutes, once). Needs wrk (Debian package).
@@ -154,6 +154,15 @@ def serve_wasmtime(component):
     return proc, port
 
 
+def rss_mib(pid):
+    """Peak resident memory of a process so far (VmHWM), MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def first_request_ms(url):
     start = time.perf_counter()
     with urllib.request.urlopen(url) as r:
@@ -192,7 +201,9 @@ def main():
             first = first_request_ms(url)
             deploy_to_first = (time.perf_counter() - t0) * 1000
             compile_ms = deployed["components"][0]["load_ms"]
-            rows.append((label, "nimbus", wrk(url, args.duration, args.connections)))
+            result = wrk(url, args.duration, args.connections)
+            result["rss_mib"] = rss_mib(nimbus.proc.pid)
+            rows.append((label, "nimbus", result))
         finally:
             nimbus.stop()
         # Restart on the same data dir: the artifact cache is warm.
@@ -207,15 +218,18 @@ def main():
 
         proc, port = serve_wasmtime(component)
         try:
-            rows.append((label, f"wasmtime serve {WASMTIME_VERSION}", wrk(f"http://127.0.0.1:{port}{route}", args.duration, args.connections)))
+            result = wrk(f"http://127.0.0.1:{port}{route}", args.duration, args.connections)
+            result["rss_mib"] = rss_mib(proc.pid)
+            rows.append((label, f"wasmtime serve {WASMTIME_VERSION}", result))
         finally:
             proc.terminate()
             proc.wait()
 
-    print("\n| component | server | req/s | p50 ms | p99 ms | non-2xx | socket errors |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+    print("\n| component | server | req/s | p50 ms | p99 ms | peak RSS MiB | non-2xx | socket errors |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for label, server, r in rows:
-        print(f"| {label} | {server} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['non2xx']} | {r['socket_errors'] or '-'} |")
+        rss = f"{r['rss_mib']:.0f}" if "rss_mib" in r else "-"
+        print(f"| {label} | {server} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {rss} | {r['non2xx']} | {r['socket_errors'] or '-'} |")
     by = {}
     for label, server, r in rows:
         by.setdefault(label, {})[server] = r
