@@ -130,7 +130,8 @@ class Nimbus:
         return self
 
     def deploy(self, component, route):
-        app = tempfile.mkdtemp(prefix="nimbus-bench-app-")
+        app = os.path.join(self.data, "app")
+        os.makedirs(app, exist_ok=True)
         shutil.copy(component, os.path.join(app, "f.wasm"))
         with open(os.path.join(app, "nimbus.toml"), "w") as f:
             f.write(f'[app]\nname = "bench"\n\n[[function]]\nname = "f"\ncomponent = "f.wasm"\n'
@@ -214,6 +215,7 @@ def main():
             redeploy = nimbus.deploy(component, route)["components"][0]
         finally:
             nimbus.stop()
+        shutil.rmtree(nimbus.data, ignore_errors=True)
         cold.append((label, compile_ms, deploy_to_first, first, restart_first, restart_second, redeploy["cache_hit"]))
 
         proc, port = serve_wasmtime(component)
