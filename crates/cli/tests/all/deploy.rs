@@ -297,3 +297,33 @@ async fn a_component_that_cannot_start_under_its_memory_cap_is_rejected_at_deplo
     assert_eq!(nimbus.get("/tiny").await.status(), 404);
     nimbus.stop().await;
 }
+
+#[tokio::test]
+async fn a_corrupt_cached_artifact_is_discarded_and_recompiled() {
+    let nimbus = Nimbus::start().await;
+    nimbus.deploy_guest("a", "hello", &["/a"], "").await;
+    let cache = nimbus.data_dir.path().join("cache");
+    let artifacts = artifact_mtimes(&cache);
+    assert_eq!(artifacts.len(), 1);
+    let engine_dir = std::fs::read_dir(&cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let artifact = engine_dir.join(&artifacts[0].0);
+
+    // As if a crash (or a bad disk) left half a file behind.
+    let nimbus = {
+        let data = nimbus.data_dir.clone();
+        nimbus.stop().await;
+        let bytes = std::fs::read(&artifact).unwrap();
+        std::fs::write(&artifact, &bytes[..bytes.len() / 2]).unwrap();
+        Nimbus::restart_in(data).await
+    };
+    assert_eq!(nimbus.running().restored, 1);
+    assert_eq!(nimbus.get("/a").await.status(), 200);
+    let rewritten = std::fs::metadata(&artifact).unwrap().len();
+    assert!(rewritten > 0 && artifact_mtimes(&cache)[0].1 != artifacts[0].1);
+    nimbus.stop().await;
+}

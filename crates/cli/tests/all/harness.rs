@@ -19,6 +19,8 @@ pub fn logs() -> String {
 }
 
 static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// The API token of each data dir started by the harness (it is only known on first start).
+static TOKENS: Mutex<BTreeMap<std::path::PathBuf, String>> = Mutex::new(BTreeMap::new());
 static INIT: Once = Once::new();
 
 struct LogWriter;
@@ -86,6 +88,10 @@ impl Nimbus {
         .await
         .unwrap();
         let token = running.new_token.clone().or(token).expect("token");
+        TOKENS
+            .lock()
+            .unwrap()
+            .insert(data_dir.path().to_owned(), token.clone());
         let api = ApiClient::new(format!("http://{}", running.api_addr), Some(token.clone()));
         Self {
             gateway_url: format!("http://{}", running.gateway_addr),
@@ -100,12 +106,19 @@ impl Nimbus {
     /// Stops this Nimbus and starts another on the same data dir.
     pub async fn restart(mut self) -> Self {
         self.running.take().unwrap().shutdown().await.unwrap();
-        Self::start_with(
-            self.data_dir.clone(),
-            Some(self.token.clone()),
-            GatewayConfig::default(),
-        )
-        .await
+        Self::restart_in(self.data_dir.clone()).await
+    }
+
+    /// Starts Nimbus again on a data dir this harness started before (after `stop`). The API
+    /// token is only printed on the first start, so the harness remembers it per data dir.
+    pub async fn restart_in(data_dir: Arc<tempfile::TempDir>) -> Self {
+        let token = TOKENS
+            .lock()
+            .unwrap()
+            .get(data_dir.path())
+            .cloned()
+            .expect("data dir was started by this harness");
+        Self::start_with(data_dir, Some(token), GatewayConfig::default()).await
     }
 
     /// Graceful shutdown.
