@@ -94,7 +94,12 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
-    let host = request_host(&req);
+    let Some(host) = request_host(&req) else {
+        // HTTP/1.0 without Host: wasi-http needs an authority for the incoming request.
+        let msg = "request has no Host header";
+        return (error(StatusCode::BAD_REQUEST, msg, request_id), None);
+    };
+    let host = Some(host);
     let Some(target) = routes.lookup(host.as_deref(), req.uri().path()) else {
         let msg = format!("no route for {}", req.uri().path());
         return (error(StatusCode::NOT_FOUND, &msg, request_id), None);

@@ -10,7 +10,7 @@
 //! - [`server`]: the accept loop (bound listener in, shutdown future in).
 //! - [`config`]: limits and timeouts.
 //!
-//! Status codes the gateway itself produces: 404 (no route), 413 (body over `max_body_bytes`),
+//! Status codes the gateway itself produces: 400 (no Host header), 404 (no route), 413 (body over `max_body_bytes`),
 //! 429 (function at `max_concurrency`, with `Retry-After`), 431 (headers too large, from hyper),
 //! 500 (trap or no response), 503 (instance could not be created), 504 (timeout or CPU budget).
 //! Every response carries `x-request-id`.

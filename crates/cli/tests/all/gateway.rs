@@ -176,3 +176,19 @@ async fn large_bodies_stream_through_both_ways() {
     assert!(back.as_ref() == body.as_slice(), "echoed body differs");
     nimbus.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_without_host_gets_400() {
+    let nimbus = Nimbus::start().await;
+    nimbus.deploy_guest("h", "hello", &["/h"], "").await;
+    let mut conn = TcpStream::connect(nimbus.running().gateway_addr)
+        .await
+        .unwrap();
+    conn.write_all(b"GET /h HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    conn.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.0 400"), "{text}");
+    assert!(text.contains("no Host header"), "{text}");
+    nimbus.stop().await;
+}
