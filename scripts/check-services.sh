@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Checks that the machine's backing services answer (the later KV/queue backends test against
-# them), restarting any that is down with the machine's documented command. Reports, never
-# fails: today's suite does not need them yet.
+# Checks that the machine's backing services answer, restarting any that is down with the
+# machine's documented command. Redis is required (the key-value conformance suite runs against
+# it): the script fails if it stays down. PostgreSQL and NATS are reported only, until a test
+# needs them.
 set -u
 check() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$2" 2>/dev/null; }
 declare -A start=(
@@ -17,7 +18,14 @@ for svc in postgres redis nats; do
     echo "service $svc: down, starting it"
     bash -c "${start[$svc]}" >/dev/null 2>&1 || true
     for _ in $(seq 1 50); do check "$svc" "${port[$svc]}" && break; sleep 0.1; done
-    check "$svc" "${port[$svc]}" && echo "service $svc: up" || echo "service $svc: still down (not needed by the current suite)"
+    if check "$svc" "${port[$svc]}"; then
+      echo "service $svc: up"
+    elif [ "$svc" = redis ]; then
+      echo "service redis: still down, and the test suite needs it" >&2
+      failed=1
+    else
+      echo "service $svc: still down (not needed by the current suite)"
+    fi
   fi
 done
-exit 0
+exit "${failed:-0}"
