@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks that the machine's backing services answer, restarting any that is down with the
-# machine's documented command. Redis is required (the key-value conformance suite runs against
-# it): the script fails if it stays down. PostgreSQL and NATS are reported only, until a test
-# needs them.
+# machine's documented command. Redis and NATS (with JetStream) are required — the key-value
+# conformance suite runs against both — so the script fails if either stays down. PostgreSQL is
+# reported only, until a test needs it.
 set -u
 check() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$2" 2>/dev/null; }
 declare -A start=(
@@ -20,8 +20,8 @@ for svc in postgres redis nats; do
     for _ in $(seq 1 50); do check "$svc" "${port[$svc]}" && break; sleep 0.1; done
     if check "$svc" "${port[$svc]}"; then
       echo "service $svc: up"
-    elif [ "$svc" = redis ]; then
-      echo "service redis: still down, and the test suite needs it" >&2
+    elif [ "$svc" = redis ] || [ "$svc" = nats ]; then
+      echo "service $svc: still down, and the test suite needs it" >&2
       failed=1
     else
       echo "service $svc: still down (not needed by the current suite)"

@@ -9,12 +9,13 @@
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::row::{decode, encode, now_ms};
 use crate::{KeyPage, KvBackend, KvError, StoreId, check, parse_counter};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
@@ -27,27 +28,6 @@ pub struct EmbeddedKv {
 
 fn backend(e: impl std::fmt::Display) -> KvError {
     KvError::Backend(e.to_string())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn encode(value: &[u8], ttl: Option<Duration>) -> Vec<u8> {
-    let expires = ttl.map_or(0, |t| now_ms().saturating_add(t.as_millis() as u64).max(1));
-    let mut row = Vec::with_capacity(8 + value.len());
-    row.extend_from_slice(&expires.to_le_bytes());
-    row.extend_from_slice(value);
-    row
-}
-
-/// The live value of a row, or `None` if it expired.
-fn decode(row: &[u8], now: u64) -> Option<&[u8]> {
-    let (head, value) = row.split_at_checked(8)?;
-    let expires = u64::from_le_bytes(head.try_into().ok()?);
-    (expires == 0 || expires > now).then_some(value)
 }
 
 impl EmbeddedKv {

@@ -8,6 +8,7 @@
 //! - [`embedded`]: the default, durable backend on redb under the data dir (every acknowledged
 //!   write is committed and fsynced).
 //! - [`redis_backend`]: the same on Redis.
+//! - [`nats_backend`]: the same on a NATS JetStream key-value bucket.
 //! - [`conformance`]: the one suite every backend must pass (`tests/conformance.rs` runs it
 //!   against each).
 //! - [`error`]: the error type, [`KvError`].
@@ -21,12 +22,15 @@
 //! - `compare_and_swap(expected = None)` succeeds only if the key does not exist — exact on all
 //!   backends (a redb write transaction; a Lua script on Redis);
 //! - `list_keys` returns keys in lexicographic order on the embedded backend; on Redis the order
-//!   is unspecified (SCAN), and a key changed during a listing may be missed or repeated.
+//!   is unspecified (SCAN), and a key changed during a listing may be missed or repeated; on
+//!   NATS each page reads the bucket's whole key list (fine for small stores, O(keys) per page).
 
 pub mod conformance;
 pub mod embedded;
 pub mod error;
+pub mod nats_backend;
 pub mod redis_backend;
+mod row;
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
-//! The conformance suite against every backend: embedded (redb) and Redis (127.0.0.1:6379,
-//! started on every machine of this project; CI checks it answers).
+//! The conformance suite against every backend: embedded (redb), Redis (127.0.0.1:6379) and NATS
+//! JetStream (127.0.0.1:4222), both
+//! started on every machine of this project (CI checks they answer).
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "test code")]
 
@@ -57,4 +58,13 @@ async fn embedded_writes_survive_reopening() {
         Some(b"v".as_slice())
     );
     assert_eq!(kv.increment(&store, "n", 1).await.unwrap(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_backend_conforms() {
+    let url = std::env::var("NIMBUS_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let kv = nimbus_kv::nats_backend::NatsKv::connect(&url, "nimbus-kv-conformance")
+        .await
+        .unwrap_or_else(|e| panic!("NATS with JetStream at {url} is required for this test: {e}"));
+    conformance::run(Arc::new(kv), &unique_app()).await.unwrap();
 }
