@@ -1,6 +1,6 @@
 //! The conformance suite against every backend: embedded (redb), Redis (127.0.0.1:6379) and NATS
-//! JetStream (127.0.0.1:4222), both
-//! started on every machine of this project (CI checks they answer).
+//! JetStream (127.0.0.1:4222); every machine of this project runs both servers, and CI checks
+//! that they answer.
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "test code")]
 
