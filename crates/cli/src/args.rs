@@ -49,6 +49,8 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Delete an app and its routes.
     Delete(AppArgs),
+    /// Read and write key-value stores.
+    Kv(KvArgs),
 }
 
 /// `nimbus up`.
@@ -63,7 +65,7 @@ pub struct UpArgs {
     /// Address for the control API [default: 127.0.0.1:7070].
     #[arg(long, env = "NIMBUS_API_LISTEN")]
     pub api_listen: Option<SocketAddr>,
-    /// A TOML file with `data_dir`, `listen` and `api_listen` (flags and env vars win).
+    /// A TOML file with `data_dir`, `listen`, `api_listen` and `kv` (flags and env vars win).
     #[arg(long, env = "NIMBUS_SERVER_CONFIG")]
     pub config: Option<PathBuf>,
     /// Issue a new API token (the old one stops working) and write it to the client config.
@@ -73,6 +75,10 @@ pub struct UpArgs {
     /// More trades memory for fewer page faults per request (large JS/Python guests).
     #[arg(long, env = "NIMBUS_KEEP_RESIDENT_KIB")]
     pub keep_resident_kib: Option<usize>,
+    /// Key-value backend: `embedded` (durable, in the data dir), `redis://HOST:PORT` or
+    /// `nats://HOST:PORT` (JetStream KV) [default: embedded].
+    #[arg(long, env = "NIMBUS_KV")]
+    pub kv: Option<String>,
     /// After starting, build and deploy the app in this directory (repeatable).
     #[arg(long = "deploy", value_name = "DIR")]
     pub deploy: Vec<PathBuf>,
@@ -173,4 +179,57 @@ pub struct RollbackArgs {
     /// API access.
     #[command(flatten)]
     pub api: ApiArgs,
+}
+
+/// `nimbus kv`.
+#[derive(Debug, Args)]
+pub struct KvArgs {
+    /// The operation.
+    #[command(subcommand)]
+    pub command: KvCommand,
+    /// API access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// `nimbus kv …` operations.
+#[derive(Debug, Subcommand)]
+pub enum KvCommand {
+    /// Print a value (raw bytes).
+    Get {
+        /// Store name.
+        store: String,
+        /// Key.
+        key: String,
+    },
+    /// Write a value.
+    Set {
+        /// Store name.
+        store: String,
+        /// Key.
+        key: String,
+        /// The value; `@FILE` reads a file, `-` reads standard input.
+        value: String,
+        /// Seconds until the key expires.
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// Delete a key.
+    Del {
+        /// Store name.
+        store: String,
+        /// Key.
+        key: String,
+    },
+    /// List keys, in order, following cursors.
+    List {
+        /// Store name.
+        store: String,
+        /// Only keys starting with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Stop after this many keys.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
 }

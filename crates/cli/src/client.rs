@@ -2,7 +2,8 @@
 
 use anyhow::{Context, anyhow, bail};
 use nimbus_control::types::{
-    AppStatus, DeployRequest, DeployResponse, ErrorBody, FunctionStatus, Info, RollbackRequest,
+    AppStatus, DeployRequest, DeployResponse, ErrorBody, FunctionStatus, Info, KeyList,
+    RollbackRequest,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -180,6 +181,94 @@ impl ApiClient {
             .await?;
         Ok(())
     }
+}
+
+impl ApiClient {
+    /// `GET /v1/kv/{store}/{key}`: the value, or `None` if the key does not exist.
+    pub async fn kv_get(&self, store: &str, key: &str) -> anyhow::Result<Option<bytes::Bytes>> {
+        let path = kv_path(store, key);
+        match self.send(self.request(Method::GET, &path)).await {
+            Ok(response) => Ok(Some(
+                response
+                    .bytes()
+                    .await
+                    .context("reading the value from the control API")?,
+            )),
+            Err(e) if e.downcast_ref::<ApiError>().is_some_and(|a| a.status == StatusCode::NOT_FOUND) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PUT /v1/kv/{store}/{key}`.
+    pub async fn kv_set(
+        &self,
+        store: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl_secs: Option<u64>,
+    ) -> anyhow::Result<()> {
+        let mut builder = self.request(Method::PUT, &kv_path(store, key)).body(value);
+        if let Some(ttl) = ttl_secs {
+            builder = builder.query(&[("ttl", ttl)]);
+        }
+        self.send(builder).await?;
+        Ok(())
+    }
+
+    /// `DELETE /v1/kv/{store}/{key}`: whether the key existed.
+    pub async fn kv_delete(&self, store: &str, key: &str) -> anyhow::Result<bool> {
+        match self
+            .send(self.request(Method::DELETE, &kv_path(store, key)))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.downcast_ref::<ApiError>().is_some_and(|a| a.status == StatusCode::NOT_FOUND) => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /v1/kv/{store}`: one page of keys.
+    pub async fn kv_list(
+        &self,
+        store: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> anyhow::Result<KeyList> {
+        let mut query = vec![("prefix", prefix.to_owned()), ("limit", limit.to_string())];
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor.to_owned()));
+        }
+        self.json(
+            self.request(Method::GET, &format!("/v1/kv/{}", encode_segment(store)))
+                .query(&query),
+        )
+        .await
+    }
+}
+
+/// `/v1/kv/{store}/{key}` with both percent-encoded (`/` in keys kept: the route takes the
+/// rest of the path as the key).
+fn kv_path(store: &str, key: &str) -> String {
+    let key: Vec<String> = key.split('/').map(encode_segment).collect();
+    format!("/v1/kv/{}/{}", encode_segment(store), key.join("/"))
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// The API could not be reached at all.

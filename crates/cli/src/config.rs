@@ -23,6 +23,8 @@ pub struct ServerFile {
     pub listen: Option<SocketAddr>,
     /// Control API address.
     pub api_listen: Option<SocketAddr>,
+    /// Key-value backend (see [`crate::server::KvSetting`]).
+    pub kv: Option<String>,
 }
 
 impl ServerFile {

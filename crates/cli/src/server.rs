@@ -12,7 +12,11 @@ use nimbus_control::blobs::BlobStore;
 use nimbus_control::token::{self, TokenCheck};
 use nimbus_control::types::Info;
 use nimbus_control::{Platform, StateStore};
-use nimbus_engine::{Engine, EngineConfig};
+use nimbus_engine::{Engine, EngineConfig, Services};
+use nimbus_kv::KvBackend;
+use nimbus_kv::embedded::EmbeddedKv;
+use nimbus_kv::nats_backend::NatsKv;
+use nimbus_kv::redis_backend::RedisKv;
 use nimbus_gateway::{Gateway, GatewayConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -37,6 +41,71 @@ pub struct ServerConfig {
     /// Bytes of each pooled instance slot kept resident between requests (see
     /// [`EngineConfig::keep_resident_bytes`]); `None` keeps the engine's default.
     pub keep_resident_bytes: Option<usize>,
+    /// Where the key-value stores live.
+    pub kv: KvSetting,
+}
+
+/// The key-value backend, as given to `--kv`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvSetting {
+    /// redb in `<data>/kv.redb`: durable, one process.
+    Embedded,
+    /// A Redis server (`redis://…`).
+    Redis(String),
+    /// A NATS server with JetStream (`nats://…`); keys live in the KV bucket `nimbus-kv`.
+    Nats(String),
+}
+
+impl std::str::FromStr for KvSetting {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        if s == "embedded" {
+            Ok(Self::Embedded)
+        } else if s.starts_with("redis://") || s.starts_with("rediss://") {
+            Ok(Self::Redis(s.to_owned()))
+        } else if s.starts_with("nats://") {
+            Ok(Self::Nats(s.to_owned()))
+        } else {
+            anyhow::bail!(
+                "unknown key-value backend `{s}`: use `embedded`, `redis://HOST:PORT` or `nats://HOST:PORT`"
+            )
+        }
+    }
+}
+
+impl std::fmt::Display for KvSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded => f.write_str("embedded"),
+            Self::Redis(url) | Self::Nats(url) => f.write_str(url),
+        }
+    }
+}
+
+/// The JetStream KV bucket Nimbus keeps its keys in.
+const NATS_KV_BUCKET: &str = "nimbus-kv";
+
+async fn open_kv(setting: &KvSetting, data: &std::path::Path) -> anyhow::Result<Arc<dyn KvBackend>> {
+    Ok(match setting {
+        KvSetting::Embedded => {
+            let path = data.join("kv.redb");
+            Arc::new(
+                EmbeddedKv::open(&path)
+                    .with_context(|| format!("cannot open the key-value store {}", path.display()))?,
+            )
+        }
+        KvSetting::Redis(url) => Arc::new(
+            RedisKv::connect(url)
+                .await
+                .with_context(|| format!("cannot connect to the key-value backend {url}"))?,
+        ),
+        KvSetting::Nats(url) => Arc::new(
+            NatsKv::connect(url, NATS_KV_BUCKET)
+                .await
+                .with_context(|| format!("cannot connect to the key-value backend {url}"))?,
+        ),
+    })
 }
 
 /// A started platform.
@@ -82,7 +151,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     if let Some(bytes) = config.keep_resident_bytes {
         engine_config.keep_resident_bytes = bytes;
     }
-    let engine = Engine::new(engine_config)?;
+    let kv = open_kv(&config.kv, data).await?;
+    let services = Services { kv: Some(kv.clone()) };
+    let engine = Engine::new(engine_config, services)?;
     tracing::info!(pooling = engine.pooling(), "engine ready");
     let gateway = Arc::new(Gateway::new(config.gateway.clone()));
 
@@ -109,6 +180,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
             version: env!("CARGO_PKG_VERSION").into(),
             gateway_url: format!("http://{gateway_addr}"),
         },
+        kv,
     });
     let tasks = vec![
         tokio::spawn(gateway.serve(gateway_listener, signal(watcher.clone()))),

@@ -34,6 +34,9 @@ pub enum ControlError {
     /// The state store failed.
     #[error("state store: {0}")]
     Store(String),
+    /// A backing service (key-value backend, …) failed or is unreachable.
+    #[error("{0}")]
+    Unavailable(String),
     /// Disk I/O failed.
     #[error("{context}: {source}")]
     Io {
@@ -56,6 +59,7 @@ impl ControlError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Store(_) | Self::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -71,12 +75,30 @@ impl ControlError {
             Self::TooLarge(_) => "too_large",
             Self::Store(_) => "store_error",
             Self::Io { .. } => "io_error",
+            Self::Unavailable(_) => "unavailable",
         }
     }
 
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let context = context.into();
         move |source| Self::Io { context, source }
+    }
+}
+
+impl From<nimbus_kv::KvError> for ControlError {
+    fn from(e: nimbus_kv::KvError) -> Self {
+        use nimbus_kv::KvError;
+        match e {
+            KvError::ValueTooLarge { .. } => Self::TooLarge(e.to_string()),
+            KvError::Backend(message) => {
+                tracing::warn!(error = %message, "key-value backend error");
+                Self::Unavailable(format!("key-value backend: {message}"))
+            }
+            KvError::InvalidKey(_)
+            | KvError::NotACounter(_)
+            | KvError::Overflow(_)
+            | KvError::InvalidCursor => Self::BadRequest(e.to_string()),
+        }
     }
 }
 

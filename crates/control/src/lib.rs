@@ -8,12 +8,14 @@
 //! - [`blobs`]: content-addressed, crash-safe storage of uploaded components.
 //! - [`token`]: the API token (stored hashed).
 //! - [`api`]: the REST API (`/v1`, see `docs/openapi.yaml`).
+//! - `kv_api`: its `/v1/kv` part, over a [`nimbus_kv::KvBackend`].
 //! - [`types`]: wire and stored types, shared with the CLI.
 //! - [`error`]: errors with their HTTP status.
 
 pub mod api;
 pub mod blobs;
 pub mod error;
+mod kv_api;
 pub mod platform;
 pub mod store;
 pub mod token;

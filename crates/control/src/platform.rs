@@ -263,12 +263,14 @@ impl Platform {
                 }
             };
             let spec = FunctionSpec {
+                tenant: DEFAULT_TENANT.into(),
                 app: version.app.name.clone(),
                 function: function.name.clone(),
                 version: version.version,
                 limits: function.limits,
                 env: function.env.clone(),
                 allowed_outbound_hosts: function.allowed_outbound_hosts.clone(),
+                key_value_stores: function.key_value_stores.clone(),
             };
             let prepared = self.engine.prepare(&component, spec).map_err(invalid)?;
             prepared.warm_up().await.map_err(invalid)?;

@@ -96,6 +96,15 @@ pub struct Info {
     pub gateway_url: String,
 }
 
+/// `GET /v1/kv/{store}`: one page of keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyList {
+    /// Keys in order (lexicographic on the embedded backend).
+    pub keys: Vec<String>,
+    /// Pass as `?cursor=` for the next page; absent when the listing is complete.
+    pub cursor: Option<String>,
+}
+
 /// Every error response: `{"error": {"code": ..., "message": ...}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -13,6 +13,7 @@ use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::function::{FunctionSpec, HttpFunction};
 use crate::host::HostState;
+use crate::services::Services;
 
 /// The shared engine. Cheap to clone.
 #[derive(Clone)]
@@ -25,6 +26,7 @@ struct Inner {
     linker: Linker<HostState>,
     cache: ArtifactCache,
     config: EngineConfig,
+    services: Services,
     pooling: bool,
     stop_ticker: Arc<AtomicBool>,
 }
@@ -50,7 +52,8 @@ pub struct LoadedComponent {
 
 impl Engine {
     /// Builds the engine, its linker and its artifact cache, and starts the epoch ticker.
-    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+    /// `services` back the platform interfaces (`wasi:keyvalue`, …) of every function.
+    pub fn new(config: EngineConfig, services: Services) -> Result<Self, EngineError> {
         let (engine, pooling) = if config.pooling {
             match wasmtime::Engine::new(&wasmtime_config(&config, true)) {
                 Ok(engine) => (engine, true),
@@ -68,6 +71,8 @@ impl Engine {
             .map_err(|e| EngineError::Setup(format!("{e:#}")))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| EngineError::Setup(format!("{e:#}")))?;
+        crate::keyvalue::add_to_linker(&mut linker)
+            .map_err(|e| EngineError::Setup(format!("{e:#}")))?;
 
         let cache = ArtifactCache::open(&config.cache_dir, &engine)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
@@ -79,6 +84,7 @@ impl Engine {
                 linker,
                 cache,
                 config,
+                services,
                 pooling,
                 stop_ticker,
             }),
@@ -88,6 +94,11 @@ impl Engine {
     /// The engine's configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The services behind the platform interfaces.
+    pub fn services(&self) -> &Services {
+        &self.inner.services
     }
 
     /// Whether the pooling allocator is in use.

@@ -17,6 +17,7 @@ use crate::engine::Engine;
 use crate::error::{EngineError, InvokeError};
 use crate::guest_log::{GuestLog, LogTags};
 use crate::host::{CpuMeter, HostState};
+use crate::keyvalue::KvCtx;
 use crate::outbound::OutboundPolicy;
 
 /// The body type of responses produced by functions.
@@ -25,6 +26,8 @@ pub type ResponseBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 /// What a function version is allowed to do and how it is named in logs.
 #[derive(Debug, Clone)]
 pub struct FunctionSpec {
+    /// The tenant owning the app (and its key-value stores).
+    pub tenant: String,
     /// The app the function belongs to.
     pub app: String,
     /// The function's name.
@@ -37,6 +40,8 @@ pub struct FunctionSpec {
     pub env: BTreeMap<String, String>,
     /// Hosts the guest may call.
     pub allowed_outbound_hosts: Vec<OutboundHost>,
+    /// Key-value stores the guest may open.
+    pub key_value_stores: Vec<String>,
 }
 
 /// Per-request context handed in by the gateway.
@@ -54,6 +59,7 @@ pub struct HttpFunction {
     spec: Arc<FunctionSpec>,
     env: Arc<[(String, String)]>,
     allowed: Arc<[OutboundHost]>,
+    kv: KvCtx,
     app: Arc<str>,
     name: Arc<str>,
 }
@@ -67,6 +73,11 @@ impl HttpFunction {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             allowed: spec.allowed_outbound_hosts.clone().into(),
+            kv: KvCtx::new(
+                engine.services().kv.clone(),
+                spec.tenant.as_str().into(),
+                spec.key_value_stores.clone().into(),
+            ),
             app: spec.app.as_str().into(),
             name: spec.function.as_str().into(),
             engine,
@@ -180,6 +191,7 @@ impl HttpFunction {
         let state = HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
+            kv: self.kv.clone(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory_bytes)

@@ -1,17 +1,19 @@
-//! The data of one invocation's `Store`: WASI and wasi-http contexts, the resource table, the
-//! memory limiter, the outbound policy and the CPU meter.
+//! The data of one invocation's `Store`: WASI and wasi-http contexts, the key-value capability,
+//! the resource table, the memory limiter, the outbound policy and the CPU meter.
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::keyvalue::KvCtx;
 use crate::outbound::OutboundPolicy;
 
 /// Per-invocation host state.
 pub struct HostState {
     pub(crate) wasi: WasiCtx,
     pub(crate) http: WasiHttpCtx,
+    pub(crate) kv: KvCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
     pub(crate) outbound: OutboundPolicy,

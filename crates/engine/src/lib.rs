@@ -23,6 +23,9 @@
 //! - [`cache`]: the content-addressed, crash-safe compiled-artifact cache.
 //! - [`function`]: a prepared function version and one invocation of it.
 //! - [`host`]: the per-invocation store data (WASI, wasi-http, limits).
+//! - [`keyvalue`]: `wasi:keyvalue` for guests, on a [`nimbus_kv::KvBackend`], limited to the
+//!   stores the function declares.
+//! - [`services`]: the platform services the host interfaces are backed by.
 //! - [`outbound`]: the `wasi:http/outgoing-handler` policy (allowed hosts).
 //! - [`guest_log`]: capture of guest stdout/stderr into the platform log.
 //! - [`error`]: the crate's error types.
@@ -34,10 +37,13 @@ pub mod error;
 pub mod function;
 pub mod guest_log;
 pub mod host;
+pub mod keyvalue;
 pub mod outbound;
+pub mod services;
 
 pub use cache::ArtifactCache;
 pub use config::EngineConfig;
 pub use engine::{Engine, LoadedComponent};
 pub use error::{EngineError, InvokeError};
 pub use function::{FunctionSpec, HttpFunction, Invocation, ResponseBody};
+pub use services::Services;

@@ -1,5 +1,5 @@
 //! The conformance suite every [`KvBackend`] must pass. Each backend's test calls [`run`] with
-//! a fresh, uniquely named app so runs never see each other's keys.
+//! a fresh, uniquely named tenant so runs never see each other's keys.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -47,10 +47,10 @@ fn joined<T>(
     )
 }
 
-/// Runs every check against `kv`, using stores of app `app` (make it unique per run).
-pub async fn run(kv: Arc<dyn KvBackend>, app: &str) -> Result<(), Failure> {
-    let s = StoreId::new("default", app, "main");
-    let other = StoreId::new("default", app, "other");
+/// Runs every check against `kv`, using stores of tenant `tenant` (make it unique per run).
+pub async fn run(kv: Arc<dyn KvBackend>, tenant: &str) -> Result<(), Failure> {
+    let s = StoreId::new(tenant, "main");
+    let other = StoreId::new(tenant, "other");
 
     // Basic get/set/delete/exists, and store isolation.
     ensure(
@@ -303,7 +303,7 @@ pub async fn run(kv: Arc<dyn KvBackend>, app: &str) -> Result<(), Failure> {
     })?;
 
     // Listing with prefix and cursor collects every key exactly once.
-    let l = StoreId::new("default", app, "list");
+    let l = StoreId::new(tenant, "list");
     let mut expected = BTreeSet::new();
     for i in 0..57 {
         let key = format!("user:{i:03}");

@@ -44,32 +44,31 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// Largest value accepted, in bytes.
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 
-/// Which store a key lives in: stores are per app, and every stored key is namespaced by
-/// tenant and app so backends can be shared.
+/// Which store a key lives in. Stores belong to a tenant (like Cloudflare KV namespaces, not
+/// per app): every app of the tenant that declares a store sees the same keys, and the REST API
+/// addresses them as `/v1/kv/{store}/{key}`. Every stored key is namespaced by tenant and store
+/// so one backend holds them all.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StoreId {
     /// Tenant (`default` until multi-tenancy).
     pub tenant: String,
-    /// App name.
-    pub app: String,
-    /// Store name as declared in the manifest.
+    /// Store name, as declared in the manifest (validated by `nimbus_manifest`).
     pub store: String,
 }
 
 impl StoreId {
-    /// A store id; names are validated by the manifest before they get here.
-    pub fn new(tenant: &str, app: &str, store: &str) -> Self {
+    /// A store id; names are validated before they get here.
+    pub fn new(tenant: &str, store: &str) -> Self {
         Self {
             tenant: tenant.into(),
-            app: app.into(),
             store: store.into(),
         }
     }
 
-    /// The backend-level prefix of this store's keys. `/` cannot appear in tenant, app or store
+    /// The backend-level prefix of this store's keys. `/` cannot appear in tenant or store
     /// names, so prefixes of different stores never overlap.
     pub fn prefix(&self) -> String {
-        format!("{}/{}/{}/", self.tenant, self.app, self.store)
+        format!("{}/{}/", self.tenant, self.store)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The NATS JetStream backend: one key-value bucket (history 1) for all stores.
 //!
 //! NATS keys allow only `[-/_=.A-Za-z0-9]`, so a key is stored as
-//! `tenant.app.store.<base64url(key)>`. NATS 2.9 has no per-key TTL, so values carry the same
+//! `tenant.store.<base64url(key)>`. NATS 2.9 has no per-key TTL, so values carry the same
 //! expiry header as the embedded backend and expired entries read as absent. `increment` and
 //! `compare_and_swap` use JetStream's optimistic concurrency (create-if-absent and
 //! update-at-revision), retrying `increment` on conflict — exact under concurrency.
@@ -31,7 +31,7 @@ fn backend(e: impl std::fmt::Display) -> KvError {
 }
 
 fn subject_prefix(store: &StoreId) -> String {
-    format!("{}.{}.{}.", store.tenant, store.app, store.store)
+    format!("{}.{}.", store.tenant, store.store)
 }
 
 fn nats_key(store: &StoreId, key: &str) -> String {

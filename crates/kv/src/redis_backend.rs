@@ -1,6 +1,6 @@
 //! The Redis backend (the server on 127.0.0.1:6379 in tests).
 //!
-//! Keys are `nimbus:kv:tenant/app/store/key`. TTLs use Redis' own expiry (`SET … PX`),
+//! Keys are `nimbus:kv:tenant/store/key`. TTLs use Redis' own expiry (`SET … PX`),
 //! `increment` is `INCRBY`, and `compare_and_swap` is a Lua script, so both are exact (Redis
 //! runs a script atomically). Listing uses `SCAN MATCH`: no order, and a page may hold a few more
 //! keys than asked for (a SCAN batch is never split, so no key is skipped).

@@ -10,7 +10,7 @@ use nimbus_kv::conformance;
 use nimbus_kv::embedded::EmbeddedKv;
 use nimbus_kv::redis_backend::RedisKv;
 
-fn unique_app() -> String {
+fn unique_tenant() -> String {
     format!(
         "conformance-{}-{}",
         std::process::id(),
@@ -25,7 +25,7 @@ fn unique_app() -> String {
 async fn embedded_backend_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let kv = EmbeddedKv::open(&dir.path().join("kv.redb")).unwrap();
-    conformance::run(Arc::new(kv), &unique_app()).await.unwrap();
+    conformance::run(Arc::new(kv), &unique_tenant()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,14 +35,14 @@ async fn redis_backend_conforms() {
     let kv = RedisKv::connect(&url)
         .await
         .unwrap_or_else(|e| panic!("Redis at {url} is required for this test: {e}"));
-    conformance::run(Arc::new(kv), &unique_app()).await.unwrap();
+    conformance::run(Arc::new(kv), &unique_tenant()).await.unwrap();
 }
 
 #[tokio::test]
 async fn embedded_writes_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kv.redb");
-    let store = nimbus_kv::StoreId::new("default", "app", "s");
+    let store = nimbus_kv::StoreId::new("app", "s");
     {
         let kv = EmbeddedKv::open(&path).unwrap();
         use nimbus_kv::KvBackend;
@@ -66,5 +66,5 @@ async fn nats_backend_conforms() {
     let kv = nimbus_kv::nats_backend::NatsKv::connect(&url, "nimbus-kv-conformance")
         .await
         .unwrap_or_else(|e| panic!("NATS with JetStream at {url} is required for this test: {e}"));
-    conformance::run(Arc::new(kv), &unique_app()).await.unwrap();
+    conformance::run(Arc::new(kv), &unique_tenant()).await.unwrap();
 }

@@ -30,7 +30,7 @@ async fn acknowledged_writes_survive_kill_9() {
         let acked = acked.expect("writer acknowledged nothing");
 
         let kv = EmbeddedKv::open(&path).expect("store opens after kill -9");
-        let store = StoreId::new("default", "crash", "s");
+        let store = StoreId::new("crash", "s");
         for i in 0..=acked {
             let value = kv.get(&store, &format!("k{i}")).await.unwrap();
             assert_eq!(

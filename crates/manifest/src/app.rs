@@ -41,6 +41,10 @@ pub struct Function {
     pub env: BTreeMap<String, String>,
     /// Destinations the function may open connections to; empty means none.
     pub allowed_outbound_hosts: Vec<OutboundHost>,
+    /// Key-value stores the function may open through `wasi:keyvalue`, in manifest order,
+    /// without duplicates; names follow the app-name rules. Empty means none.
+    #[serde(default)]
+    pub key_value_stores: Vec<String>,
 }
 
 /// Per-function resource limits.

@@ -41,6 +41,7 @@ pub use app::{App, Function, Limits};
 pub use error::ManifestError;
 pub use outbound::{HostPattern, OutboundHost, PortPattern};
 pub use route::{Route, RoutePattern};
+pub use validate::check_resource_name;
 
 /// Parses and validates the text of a `nimbus.toml`.
 ///

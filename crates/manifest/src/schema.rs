@@ -48,6 +48,7 @@ pub(crate) struct RawFunction {
     pub max_concurrency: Option<Spanned<Integer>>,
     pub max_body_bytes: Option<Spanned<Integer>>,
     pub allowed_outbound_hosts: Option<Spanned<StringList>>,
+    pub key_value_stores: Option<Spanned<StringList>>,
     pub env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
 }
 

@@ -157,6 +157,8 @@ fn validate_function(
         allowed_outbound_hosts.push(host);
     }
 
+    let key_value_stores = validate_stores(raw.key_value_stores.take(), &at, src)?;
+
     Ok(Function {
         name,
         component: component.into_inner(),
@@ -165,6 +167,7 @@ fn validate_function(
         limits,
         env,
         allowed_outbound_hosts,
+        key_value_stores,
     })
 }
 
@@ -329,9 +332,37 @@ fn validate_env(
     Ok(env)
 }
 
+/// `key_value_stores`: each a valid name, none twice.
+fn validate_stores(
+    raw: Option<Spanned<StringList>>,
+    at: &str,
+    src: &Source<'_>,
+) -> Result<Vec<String>, ManifestError> {
+    let mut stores: Vec<String> = Vec::new();
+    for entry in raw.map(|l| l.into_inner().0).unwrap_or_default() {
+        let field = format!("{at}: key_value_stores");
+        check_name(&entry).map_err(|m| src.error(entry.span(), field.clone(), m))?;
+        if stores.contains(entry.get_ref()) {
+            return Err(src.error(
+                entry.span(),
+                field,
+                format!("\"{}\" is listed twice", entry.get_ref()),
+            ));
+        }
+        stores.push(entry.into_inner());
+    }
+    Ok(stores)
+}
+
 /// App and function names: DNS-label-like, because they appear in host names and URLs.
 fn check_name(name: &Spanned<String>) -> Result<(), String> {
-    let name = name.get_ref();
+    check_resource_name(name.get_ref())
+}
+
+/// The rule for every name Nimbus hands out — apps, functions, key-value stores: 1–63
+/// characters of `a-z`, `0-9` and `-`, starting with a letter and not ending with `-`. The
+/// error says what is wrong and, where there is an obvious fix, suggests it.
+pub fn check_resource_name(name: &str) -> Result<(), String> {
     let problem = if name.is_empty() {
         Some("must not be empty".to_owned())
     } else if name.len() > MAX_NAME_LEN {

@@ -6,6 +6,7 @@ pub mod delete;
 pub mod deploy;
 pub mod functions;
 pub mod invoke;
+pub mod kv;
 pub mod new;
 pub mod rollback;
 pub mod up;

@@ -8,7 +8,7 @@ use crate::config::{
     ClientConfig, DEFAULT_API_LISTEN, DEFAULT_LISTEN, ServerFile, client_config_path,
     default_data_dir,
 };
-use crate::server::{self, ServerConfig};
+use crate::server::{self, KvSetting, ServerConfig};
 
 /// `nimbus up`.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -32,6 +32,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         reset_token: args.reset_token,
         gateway: nimbus_gateway::GatewayConfig::default(),
         keep_resident_bytes: args.keep_resident_kib.map(|kib| kib << 10),
+        kv: match args.kv.or(file.kv) {
+            Some(kv) => kv.parse()?,
+            None => KvSetting::Embedded,
+        },
     };
     let running = server::start(config.clone()).await?;
     let api_url = format!("http://{}", running.api_addr);
@@ -53,6 +57,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  functions   http://{}", running.gateway_addr);
     println!("  control API {api_url}");
     println!("  data dir    {}", config.data_dir.display());
+    println!("  key-value   {}", config.kv);
     println!("  apps        {} restored", running.restored);
     if running.new_token.is_some() {
         println!("  API token   new, saved to {}", config_path.display());

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, Once};
 
 use nimbus_cli::client::ApiClient;
-use nimbus_cli::server::{self, Running, ServerConfig};
+use nimbus_cli::server::{self, KvSetting, Running, ServerConfig};
 use nimbus_control::types::{DeployRequest, DeployResponse};
 use nimbus_gateway::GatewayConfig;
 use sha2::{Digest, Sha256};
@@ -62,19 +62,38 @@ impl Nimbus {
             Arc::new(tempfile::tempdir().unwrap()),
             None,
             GatewayConfig::default(),
+            KvSetting::Embedded,
+        )
+        .await
+    }
+
+    /// Starts a fresh Nimbus with another key-value backend.
+    pub async fn start_with_kv(kv: KvSetting) -> Self {
+        Self::start_with(
+            Arc::new(tempfile::tempdir().unwrap()),
+            None,
+            GatewayConfig::default(),
+            kv,
         )
         .await
     }
 
     /// Starts Nimbus with a gateway configuration.
     pub async fn start_with_gateway(gateway: GatewayConfig) -> Self {
-        Self::start_with(Arc::new(tempfile::tempdir().unwrap()), None, gateway).await
+        Self::start_with(
+            Arc::new(tempfile::tempdir().unwrap()),
+            None,
+            gateway,
+            KvSetting::Embedded,
+        )
+        .await
     }
 
     async fn start_with(
         data_dir: Arc<tempfile::TempDir>,
         token: Option<String>,
         gateway: GatewayConfig,
+        kv: KvSetting,
     ) -> Self {
         init_logging();
         let running = server::start(ServerConfig {
@@ -84,6 +103,7 @@ impl Nimbus {
             reset_token: false,
             gateway,
             keep_resident_bytes: None,
+            kv,
         })
         .await
         .unwrap();
@@ -118,7 +138,13 @@ impl Nimbus {
             .get(data_dir.path())
             .cloned()
             .expect("data dir was started by this harness");
-        Self::start_with(data_dir, Some(token), GatewayConfig::default()).await
+        Self::start_with(
+            data_dir,
+            Some(token),
+            GatewayConfig::default(),
+            KvSetting::Embedded,
+        )
+        .await
     }
 
     /// Graceful shutdown.

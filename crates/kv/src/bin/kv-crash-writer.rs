@@ -14,7 +14,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .ok_or("usage: kv-crash-writer <store file>")?;
     let kv = EmbeddedKv::open(std::path::Path::new(&path))?;
-    let store = StoreId::new("default", "crash", "s");
+    let store = StoreId::new("crash", "s");
     let mut out = std::io::stdout().lock();
     for i in 0u64.. {
         kv.set(&store, &format!("k{i}"), Bytes::from(i.to_string()), None)

@@ -1,0 +1,22 @@
+//! The platform services behind the host interfaces a guest can import.
+
+use std::sync::Arc;
+
+use nimbus_kv::KvBackend;
+
+/// Services shared by every function of the engine. A missing service makes the matching
+/// interface fail cleanly at run time (e.g. `wasi:keyvalue` `open` → `no-such-store`), so a
+/// component importing it still links.
+#[derive(Clone, Default)]
+pub struct Services {
+    /// The key-value backend behind `wasi:keyvalue`.
+    pub kv: Option<Arc<dyn KvBackend>>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("kv", &self.kv.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
