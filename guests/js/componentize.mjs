@@ -1,7 +1,9 @@
 // Builds a JavaScript `addEventListener("fetch", ...)` handler into a component exporting
 // wasi:http/incoming-handler@0.2.10 with componentize-js 0.23 (StarlingMonkey), against
 // guests/wit-0.2.10 (world nimbus:guest/http-guest = wasi:http/proxy@0.2.10 + wasi:cli/environment).
-//   node guests/js/componentize.mjs <src.js> <out.wasm>
+//   node guests/js/componentize.mjs <src.js> <out.wasm> [world]
+// world: `http-guest` (default; plain wasi:http/proxy, runs on any host) or `nimbus-guest`
+// (plus wasi:keyvalue — see guests/wit-0.2.10/world.wit).
 // Run `npm ci` in guests/js (or scripts/setup-toolchains.sh) first.
 //
 // The source may import relative modules and the world's WIT interfaces, e.g.
@@ -12,9 +14,9 @@ import { mkdir, rename, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const [source, out] = process.argv.slice(2);
+const [source, out, world = "http-guest"] = process.argv.slice(2);
 if (!source || !out) {
-  console.error("usage: node componentize.mjs <src.js> <out.wasm>");
+  console.error("usage: node componentize.mjs <src.js> <out.wasm> [world]");
   process.exit(2);
 }
 const here = dirname(fileURLToPath(import.meta.url));
@@ -22,7 +24,7 @@ const started = Date.now();
 const { component } = await componentize({
   sourcePath: resolve(source),
   witPath: resolve(here, "../wit-0.2.10"),
-  worldName: "http-guest",
+  worldName: world,
 });
 await mkdir(dirname(resolve(out)), { recursive: true });
 await writeFile(`${out}.tmp`, component);

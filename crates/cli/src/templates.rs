@@ -52,6 +52,10 @@ const WIT_0_2_10: Files = &[
         "wit/deps/sockets.wit",
         include_str!("../../../guests/wit-0.2.10/deps/sockets.wit"),
     ),
+    (
+        "wit/deps/keyvalue.wit",
+        include_str!("../../../guests/wit-0.2.10/deps/keyvalue.wit"),
+    ),
 ];
 
 const PYTHON: Files = &[
@@ -95,6 +99,10 @@ const WIT_0_2_12: Files = &[
     (
         "wit/deps/sockets.wit",
         include_str!("../../../guests/wit/deps/sockets.wit"),
+    ),
+    (
+        "wit/deps/keyvalue.wit",
+        include_str!("../../../guests/wit/deps/keyvalue.wit"),
     ),
 ];
 

@@ -229,3 +229,45 @@ fn up_reads_its_settings_from_a_config_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn kv_commands_set_get_list_and_delete() {
+    let data = tempfile::tempdir().unwrap();
+    let up = Up::start(data.path());
+
+    assert_eq!(
+        up.ok(&["kv", "set", "notes", "todo/1", "buy milk"]),
+        "set notes/todo/1 (8 bytes)\n"
+    );
+    up.ok(&["kv", "set", "notes", "todo/2", "call Ada", "--ttl", "3600"]);
+    let file = data.path().join("value.bin");
+    std::fs::write(&file, [1u8, 2, 255]).unwrap();
+    up.ok(&["kv", "set", "notes", "blob", &format!("@{}", file.display())]);
+
+    // `get` prints the raw value, nothing added.
+    assert_eq!(up.ok(&["kv", "get", "notes", "todo/1"]), "buy milk");
+    let blob = up.nimbus(&["kv", "get", "notes", "blob"]);
+    assert_eq!(blob.stdout, [1u8, 2, 255]);
+    let json: serde_json::Value =
+        serde_json::from_str(&up.ok(&["kv", "get", "notes", "blob", "--json"])).unwrap();
+    assert_eq!(json["value_base64"], "AQL/");
+
+    assert_eq!(
+        up.ok(&["kv", "list", "notes", "--prefix", "todo/"]),
+        "todo/1\ntodo/2\n"
+    );
+    assert_eq!(up.ok(&["kv", "list", "notes", "--limit", "1"]), "blob\n");
+
+    up.ok(&["kv", "del", "notes", "todo/1"]);
+    let missing = up.nimbus(&["kv", "get", "notes", "todo/1"]);
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.starts_with("error: no key `todo/1` in store `notes`"),
+        "{stderr}"
+    );
+    let bad = up.nimbus(&["kv", "set", "Notes", "k", "v"]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("store name"), "{stderr}");
+}

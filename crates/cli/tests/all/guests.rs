@@ -101,7 +101,14 @@ pub fn example(app: &str, function: &str) -> (String, PathBuf) {
         .iter()
         .find(|f| f.name == function)
         .unwrap_or_else(|| panic!("example {app} has no function {function}"));
-    let mut inputs = vec![dir.join("nimbus.toml")];
+    // The build tools and WIT worlds are inputs too: changing them must rebuild the example.
+    let mut inputs = vec![
+        dir.join("nimbus.toml"),
+        root.join("guests/js/componentize.mjs"),
+        root.join("guests/py/build.sh"),
+        root.join("guests/wit/world.wit"),
+        root.join("guests/wit-0.2.10/world.wit"),
+    ];
     collect_sources(&dir, &mut inputs);
     inputs.sort();
     let build = f

@@ -16,3 +16,4 @@ mod gateway;
 mod guests;
 mod harness;
 mod isolation;
+mod kv;

@@ -1,0 +1,242 @@
+//! The key-value store end to end: functions through `wasi:keyvalue` (the counter example),
+//! users through `/v1/kv`, on each backend.
+
+use std::time::Duration;
+
+use nimbus_cli::server::KvSetting;
+
+use crate::guests;
+use crate::harness::Nimbus;
+
+/// Hits `/count/<name>` `n` times at once; returns the counts the function answered.
+async fn visit_concurrently(nimbus: &Nimbus, name: &str, n: usize) -> Vec<i64> {
+    let visits = (0..n).map(|_| async {
+        let resp = nimbus.get(&format!("/count/{name}")).await;
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        body["count"].as_i64().unwrap()
+    });
+    futures::future::join_all(visits).await
+}
+
+/// The counter example on one backend: atomic under concurrency, visible over REST.
+async fn counter_on(kv: KvSetting) {
+    let (manifest, component) = guests::example("counter-js", "counter");
+    let nimbus = Nimbus::start_with_kv(kv).await;
+    // A unique counter name: the Redis and NATS backends outlive the test.
+    let name = format!("home-{}", uuid::Uuid::now_v7().simple());
+    nimbus
+        .deploy(&manifest, &[("counter", &component)])
+        .await
+        .unwrap();
+
+    for expected in 1..=3 {
+        let body: serde_json::Value = nimbus
+            .get(&format!("/count/{name}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["count"], expected, "{body}");
+    }
+    // 20 concurrent visits: every one counted once, each sees a distinct value.
+    let mut seen = visit_concurrently(&nimbus, &name, 20).await;
+    seen.sort_unstable();
+    assert_eq!(seen, (4..=23).collect::<Vec<i64>>());
+
+    let counts: serde_json::Value = nimbus.get("/counts").await.json().await.unwrap();
+    assert_eq!(counts[&name], 23, "{counts}");
+
+    // The same key from outside, through the REST API.
+    let value = nimbus
+        .api
+        .kv_get("counters", &format!("count:{name}"))
+        .await
+        .unwrap();
+    assert_eq!(value.as_deref(), Some(&b"23"[..]));
+    nimbus.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_example_counts_exactly_on_the_embedded_backend_and_survives_restart() {
+    counter_on(KvSetting::Embedded).await;
+
+    let (manifest, component) = guests::example("counter-js", "counter");
+    let nimbus = Nimbus::start().await;
+    nimbus
+        .deploy(&manifest, &[("counter", &component)])
+        .await
+        .unwrap();
+    visit_concurrently(&nimbus, "kept", 5).await;
+    let nimbus = nimbus.restart().await;
+    let body: serde_json::Value = nimbus.get("/count/kept").await.json().await.unwrap();
+    assert_eq!(body["count"], 6, "{body}");
+    nimbus.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_example_counts_exactly_on_redis() {
+    counter_on(KvSetting::Redis("redis://127.0.0.1:6379".into())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_example_counts_exactly_on_nats_jetstream() {
+    counter_on(KvSetting::Nats("nats://127.0.0.1:4222".into())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_cannot_open_a_store_it_did_not_declare() {
+    let (manifest, component) = guests::example("counter-js", "counter");
+    let manifest = manifest.replace(
+        r#"key_value_stores = ["counters"]"#,
+        r#"key_value_stores = ["other"]"#,
+    );
+    assert!(manifest.contains(r#"["other"]"#));
+    let nimbus = Nimbus::start().await;
+    nimbus
+        .deploy(&manifest, &[("counter", &component)])
+        .await
+        .unwrap();
+    let resp = nimbus.get("/count/x").await;
+    assert_eq!(resp.status(), 500);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "key-value store: access-denied", "{body}");
+
+    // No store declared at all: the same.
+    let none = manifest.replace(r#"key_value_stores = ["other"]"#, "");
+    nimbus
+        .deploy(&none, &[("counter", &component)])
+        .await
+        .unwrap();
+    let body: serde_json::Value = nimbus.get("/count/x").await.json().await.unwrap();
+    assert_eq!(body["error"], "key-value store: access-denied", "{body}");
+    assert_eq!(nimbus.api.kv_get("counters", "count:x").await.unwrap(), None);
+    nimbus.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_api_reads_writes_lists_and_expires_keys() {
+    let nimbus = Nimbus::start().await;
+    let api = &nimbus.api;
+
+    // Keys may hold '/', spaces, '%', '?' and non-ASCII; values are raw bytes.
+    let odd = "users/ada lovelace/100%?x=1#é";
+    api.kv_set("people", odd, vec![0, 159, 146, 150], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        api.kv_get("people", odd).await.unwrap().as_deref(),
+        Some(&[0u8, 159, 146, 150][..])
+    );
+
+    // Listing: prefix and cursor, every key exactly once, in order.
+    for i in 0..25 {
+        api.kv_set("people", &format!("p:{i:02}"), b"x".to_vec(), None)
+            .await
+            .unwrap();
+    }
+    let mut keys = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = api
+            .kv_list("people", "p:", cursor.as_deref(), 10)
+            .await
+            .unwrap();
+        pages += 1;
+        keys.extend(page.keys);
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        keys,
+        (0..25).map(|i| format!("p:{i:02}")).collect::<Vec<_>>()
+    );
+
+    // Delete: gone, and a second delete says so.
+    assert!(api.kv_delete("people", "p:00").await.unwrap());
+    assert!(!api.kv_delete("people", "p:00").await.unwrap());
+    assert_eq!(api.kv_get("people", "p:00").await.unwrap(), None);
+
+    // TTL: readable before, gone after.
+    api.kv_set("people", "session", b"s".to_vec(), Some(1))
+        .await
+        .unwrap();
+    assert!(api.kv_get("people", "session").await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(api.kv_get("people", "session").await.unwrap(), None);
+    nimbus.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_api_rejects_bad_input_with_clear_errors() {
+    let nimbus = Nimbus::start().await;
+    let http = reqwest::Client::new();
+    let base = nimbus.api.base().to_owned();
+    let put = |path: &str, body: Vec<u8>| {
+        http.put(format!("{base}/v1/kv/{path}"))
+            .bearer_auth(&nimbus.token)
+            .body(body)
+            .send()
+    };
+    let error = |resp: reqwest::Response| async move {
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        (status, body["error"]["message"].as_str().unwrap().to_owned())
+    };
+
+    // A value over 1 MiB: 413, and nothing stored. Exactly 1 MiB is fine.
+    let (status, message) = error(put("s/big", vec![7; (1 << 20) + 1]).await.unwrap()).await;
+    assert_eq!(status, 413);
+    assert!(message.contains("1048576"), "{message}");
+    assert_eq!(nimbus.api.kv_get("s", "big").await.unwrap(), None);
+    assert_eq!(put("s/big", vec![7; 1 << 20]).await.unwrap().status(), 204);
+
+    // A key over 1 KiB: 400.
+    let long = "k".repeat(1025);
+    let (status, message) = error(put(&format!("s/{long}"), b"v".to_vec()).await.unwrap()).await;
+    assert_eq!(status, 400);
+    assert!(message.contains("1024"), "{message}");
+
+    // Invalid store names: 400 naming the rule.
+    let (status, message) = error(put("Bad_Store/k", b"v".to_vec()).await.unwrap()).await;
+    assert_eq!(status, 400);
+    assert!(message.starts_with("store name:"), "{message}");
+
+    // A bad TTL, a bad cursor, a bad limit.
+    let (status, _) = error(put("s/k?ttl=0", b"v".to_vec()).await.unwrap()).await;
+    assert_eq!(status, 400);
+    let resp = http
+        .get(format!("{base}/v1/kv/s?prefix=a&cursor=zzz"))
+        .bearer_auth(&nimbus.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = http
+        .get(format!("{base}/v1/kv/s?limit=5000"))
+        .bearer_auth(&nimbus.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
+    // No token, wrong token: 401.
+    let resp = http
+        .get(format!("{base}/v1/kv/s/big"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = http
+        .get(format!("{base}/v1/kv/s/big"))
+        .bearer_auth("nmb_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    nimbus.stop().await;
+}
