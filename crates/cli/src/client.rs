@@ -194,7 +194,10 @@ impl ApiClient {
                     .await
                     .context("reading the value from the control API")?,
             )),
-            Err(e) if e.downcast_ref::<ApiError>().is_some_and(|a| a.status == StatusCode::NOT_FOUND) => {
+            Err(e)
+                if e.downcast_ref::<ApiError>()
+                    .is_some_and(|a| a.status == StatusCode::NOT_FOUND) =>
+            {
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -224,7 +227,10 @@ impl ApiClient {
             .await
         {
             Ok(_) => Ok(true),
-            Err(e) if e.downcast_ref::<ApiError>().is_some_and(|a| a.status == StatusCode::NOT_FOUND) => {
+            Err(e)
+                if e.downcast_ref::<ApiError>()
+                    .is_some_and(|a| a.status == StatusCode::NOT_FOUND) =>
+            {
                 Ok(false)
             }
             Err(e) => Err(e),

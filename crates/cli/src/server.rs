@@ -13,11 +13,11 @@ use nimbus_control::token::{self, TokenCheck};
 use nimbus_control::types::Info;
 use nimbus_control::{Platform, StateStore};
 use nimbus_engine::{Engine, EngineConfig, Services};
+use nimbus_gateway::{Gateway, GatewayConfig};
 use nimbus_kv::KvBackend;
 use nimbus_kv::embedded::EmbeddedKv;
 use nimbus_kv::nats_backend::NatsKv;
 use nimbus_kv::redis_backend::RedisKv;
-use nimbus_gateway::{Gateway, GatewayConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -86,13 +86,17 @@ impl std::fmt::Display for KvSetting {
 /// The JetStream KV bucket Nimbus keeps its keys in.
 const NATS_KV_BUCKET: &str = "nimbus-kv";
 
-async fn open_kv(setting: &KvSetting, data: &std::path::Path) -> anyhow::Result<Arc<dyn KvBackend>> {
+async fn open_kv(
+    setting: &KvSetting,
+    data: &std::path::Path,
+) -> anyhow::Result<Arc<dyn KvBackend>> {
     Ok(match setting {
         KvSetting::Embedded => {
             let path = data.join("kv.redb");
             Arc::new(
-                EmbeddedKv::open(&path)
-                    .with_context(|| format!("cannot open the key-value store {}", path.display()))?,
+                EmbeddedKv::open(&path).with_context(|| {
+                    format!("cannot open the key-value store {}", path.display())
+                })?,
             )
         }
         KvSetting::Redis(url) => Arc::new(
@@ -152,7 +156,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         engine_config.keep_resident_bytes = bytes;
     }
     let kv = open_kv(&config.kv, data).await?;
-    let services = Services { kv: Some(kv.clone()) };
+    let services = Services {
+        kv: Some(kv.clone()),
+    };
     let engine = Engine::new(engine_config, services)?;
     tracing::info!(pooling = engine.pooling(), "engine ready");
     let gateway = Arc::new(Gateway::new(config.gateway.clone()));

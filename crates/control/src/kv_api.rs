@@ -78,11 +78,9 @@ pub(crate) async fn get(
 ) -> Result<Response, ControlError> {
     let id = store_id(&store)?;
     match backend(&state).get(&id, &key).await? {
-        Some(value) => Ok((
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            value,
-        )
-            .into_response()),
+        Some(value) => {
+            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response())
+        }
         None => Err(ControlError::NotFound(format!(
             "no key `{key}` in store `{store}`"
         ))),

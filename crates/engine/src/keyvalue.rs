@@ -58,7 +58,11 @@ pub struct KvCtx {
 impl KvCtx {
     /// Access to `allowed` stores of `tenant` on `backend` (`None`: no key-value service, so
     /// every open fails with `no-such-store`).
-    pub fn new(backend: Option<Arc<dyn KvBackend>>, tenant: Arc<str>, allowed: Arc<[String]>) -> Self {
+    pub fn new(
+        backend: Option<Arc<dyn KvBackend>>,
+        tenant: Arc<str>,
+        allowed: Arc<[String]>,
+    ) -> Self {
         Self {
             backend,
             tenant,
@@ -280,7 +284,12 @@ impl atomics::HostCas for KvView<'_> {
         &mut self,
         cas: Resource<Cas>,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
-        Ok(Ok(self.table.get(&cas)?.current.as_ref().map(|b| b.to_vec())))
+        Ok(Ok(self
+            .table
+            .get(&cas)?
+            .current
+            .as_ref()
+            .map(|b| b.to_vec())))
     }
 
     async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
@@ -326,12 +335,10 @@ impl batch::Host for KvView<'_> {
                 return Ok(Err(to_wit(e)));
             }
         }
-        let writes = key_values
-            .into_iter()
-            .map(|(key, value)| {
-                let (kv, id) = (kv.clone(), id.clone());
-                async move { kv.set(&id, &key, Bytes::from(value), None).await }
-            });
+        let writes = key_values.into_iter().map(|(key, value)| {
+            let (kv, id) = (kv.clone(), id.clone());
+            async move { kv.set(&id, &key, Bytes::from(value), None).await }
+        });
         // Concurrent writes share the embedded backend's group commit.
         for result in futures::future::join_all(writes).await {
             if let Err(e) = result {

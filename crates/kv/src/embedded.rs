@@ -61,7 +61,8 @@ fn backend(e: impl std::fmt::Display) -> KvError {
 
 /// What an update computes from the live value: the new row (`None`: leave the key alone)
 /// and the caller's result.
-type UpdateFn = Box<dyn FnOnce(Option<&[u8]>) -> Result<(Option<Vec<u8>>, Outcome), KvError> + Send>;
+type UpdateFn =
+    Box<dyn FnOnce(Option<&[u8]>) -> Result<(Option<Vec<u8>>, Outcome), KvError> + Send>;
 
 /// One queued write.
 struct Job {
@@ -191,7 +192,9 @@ fn apply_group(
                         drop(current);
                         match computed {
                             Ok((Some(row), outcome)) => {
-                                table.insert(key.as_str(), row.as_slice()).map_err(backend)?;
+                                table
+                                    .insert(key.as_str(), row.as_slice())
+                                    .map_err(backend)?;
                                 Ok(outcome)
                             }
                             Ok((None, outcome)) => Ok(outcome),
@@ -241,9 +244,11 @@ impl KvBackend for EmbeddedKv {
     ) -> Result<(), KvError> {
         check(key, Some(&value))?;
         let row = encode(&value, ttl);
-        self.update(store.prefix() + key, move |_| Ok((Some(row), Outcome::Done)))
-            .await
-            .map(drop)
+        self.update(store.prefix() + key, move |_| {
+            Ok((Some(row), Outcome::Done))
+        })
+        .await
+        .map(drop)
     }
 
     async fn delete(&self, store: &StoreId, key: &str) -> Result<bool, KvError> {

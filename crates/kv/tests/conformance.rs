@@ -25,7 +25,9 @@ fn unique_tenant() -> String {
 async fn embedded_backend_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let kv = EmbeddedKv::open(&dir.path().join("kv.redb")).unwrap();
-    conformance::run(Arc::new(kv), &unique_tenant()).await.unwrap();
+    conformance::run(Arc::new(kv), &unique_tenant())
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,7 +37,9 @@ async fn redis_backend_conforms() {
     let kv = RedisKv::connect(&url)
         .await
         .unwrap_or_else(|e| panic!("Redis at {url} is required for this test: {e}"));
-    conformance::run(Arc::new(kv), &unique_tenant()).await.unwrap();
+    conformance::run(Arc::new(kv), &unique_tenant())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -66,5 +70,7 @@ async fn nats_backend_conforms() {
     let kv = nimbus_kv::nats_backend::NatsKv::connect(&url, "nimbus-kv-conformance")
         .await
         .unwrap_or_else(|e| panic!("NATS with JetStream at {url} is required for this test: {e}"));
-    conformance::run(Arc::new(kv), &unique_tenant()).await.unwrap();
+    conformance::run(Arc::new(kv), &unique_tenant())
+        .await
+        .unwrap();
 }

@@ -242,7 +242,13 @@ fn kv_commands_set_get_list_and_delete() {
     up.ok(&["kv", "set", "notes", "todo/2", "call Ada", "--ttl", "3600"]);
     let file = data.path().join("value.bin");
     std::fs::write(&file, [1u8, 2, 255]).unwrap();
-    up.ok(&["kv", "set", "notes", "blob", &format!("@{}", file.display())]);
+    up.ok(&[
+        "kv",
+        "set",
+        "notes",
+        "blob",
+        &format!("@{}", file.display()),
+    ]);
 
     // `get` prints the raw value, nothing added.
     assert_eq!(up.ok(&["kv", "get", "notes", "todo/1"]), "buy milk");

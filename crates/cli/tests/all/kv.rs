@@ -110,7 +110,10 @@ async fn a_function_cannot_open_a_store_it_did_not_declare() {
         .unwrap();
     let body: serde_json::Value = nimbus.get("/count/x").await.json().await.unwrap();
     assert_eq!(body["error"], "key-value store: access-denied", "{body}");
-    assert_eq!(nimbus.api.kv_get("counters", "count:x").await.unwrap(), None);
+    assert_eq!(
+        nimbus.api.kv_get("counters", "count:x").await.unwrap(),
+        None
+    );
     nimbus.stop().await;
 }
 
@@ -185,7 +188,10 @@ async fn rest_api_rejects_bad_input_with_clear_errors() {
     let error = |resp: reqwest::Response| async move {
         let status = resp.status().as_u16();
         let body: serde_json::Value = resp.json().await.unwrap();
-        (status, body["error"]["message"].as_str().unwrap().to_owned())
+        (
+            status,
+            body["error"]["message"].as_str().unwrap().to_owned(),
+        )
     };
 
     // A value over 1 MiB: 413, and nothing stored. Exactly 1 MiB is fine.
@@ -238,5 +244,122 @@ async fn rest_api_rejects_bad_input_with_clear_errors() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
+    nimbus.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_example_creates_reads_updates_conditionally_and_deletes() {
+    let (manifest, component) = guests::example("crud-py", "items");
+    let nimbus = Nimbus::start().await;
+    nimbus
+        .deploy(&manifest, &[("items", &component)])
+        .await
+        .unwrap();
+    let url = |path: &str| format!("{}{path}", nimbus.gateway_url);
+    let http = &nimbus.http;
+
+    let created = http
+        .post(url("/items"))
+        .body(r#"{"title": "buy milk", "done": false}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["location"], "/items/1");
+    let etag = created.headers()["etag"].to_str().unwrap().to_owned();
+    let body: serde_json::Value = created.json().await.unwrap();
+    assert_eq!(body["id"], "1");
+    assert_eq!(body["title"], "buy milk");
+    http.post(url("/items"))
+        .body(r#"{"title": "call Ada"}"#)
+        .send()
+        .await
+        .unwrap();
+
+    let read = http.get(url("/items/1")).send().await.unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.headers()["etag"].to_str().unwrap(), etag);
+    let list: serde_json::Value = http
+        .get(url("/items"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+
+    // Ten clients update item 1 at once, all from the same ETag: the store's compare-and-swap
+    // lets exactly one win; the others get 412 and nothing of theirs is stored.
+    let updates = (0..10).map(|i| {
+        let request = http
+            .put(url("/items/1"))
+            .header("if-match", &etag)
+            .body(format!(r#"{{"title": "edit {i}", "done": true}}"#));
+        async move { request.send().await.unwrap().status().as_u16() }
+    });
+    let statuses = futures::future::join_all(updates).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 412).count(),
+        9,
+        "{statuses:?}"
+    );
+    let read: serde_json::Value = http
+        .get(url("/items/1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        read["title"].as_str().unwrap().starts_with("edit "),
+        "{read}"
+    );
+    // The stale ETag no longer matches.
+    let stale = http
+        .put(url("/items/1"))
+        .header("if-match", &etag)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 412);
+
+    // Bad input and missing items.
+    let bad = http.post(url("/items")).body("[1, 2").send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let not_object = http
+        .post(url("/items"))
+        .body("[1, 2]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_object.status(), 400);
+    assert_eq!(
+        http.get(url("/items/99")).send().await.unwrap().status(),
+        404
+    );
+
+    assert_eq!(
+        http.delete(url("/items/2")).send().await.unwrap().status(),
+        204
+    );
+    assert_eq!(
+        http.get(url("/items/2")).send().await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        http.delete(url("/items/2")).send().await.unwrap().status(),
+        404
+    );
+    // Items are plain keys in the store: readable from outside.
+    let stored = nimbus.api.kv_get("items", "item:1").await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&stored).contains("edit "));
     nimbus.stop().await;
 }
