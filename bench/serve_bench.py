@@ -94,8 +94,13 @@ def build(only):
     return guests
 
 
-def wrk(url, duration, connections):
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url]
+def wrk(url, duration, connections, threads=1, headers=(), script=None):
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
+    for header in headers:
+        cmd += ["-H", header]
+    if script:
+        cmd += ["-s", script]
+    cmd.append(url)
     print("+", " ".join(cmd), flush=True)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -114,8 +119,9 @@ def wrk(url, duration, connections):
 class Nimbus:
     """A `nimbus up` process on free ports with its own data dir and client config."""
 
-    def __init__(self, data_dir=None):
+    def __init__(self, data_dir=None, extra_args=()):
         self.data = data_dir or tempfile.mkdtemp(prefix="nimbus-bench-")
+        self.extra_args = list(extra_args)
         self.port, self.api_port = free_port(), free_port()
         self.env = dict(os.environ, NIMBUS_CONFIG=os.path.join(self.data, "client.json"),
                         NIMBUS_LOG="warn")
@@ -124,18 +130,22 @@ class Nimbus:
     def start(self):
         self.proc = subprocess.Popen(
             [NIMBUS, "up", "--data-dir", self.data, "--listen", f"127.0.0.1:{self.port}",
-             "--api-listen", f"127.0.0.1:{self.api_port}"],
+             "--api-listen", f"127.0.0.1:{self.api_port}", *self.extra_args],
             env=self.env, stdout=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{self.api_port}/v1/health")
         return self
 
-    def deploy(self, component, route):
+    def token(self):
+        with open(self.env["NIMBUS_CONFIG"]) as f:
+            return json.load(f)["token"]
+
+    def deploy(self, component, route, extra=""):
         app = os.path.join(self.data, "app")
         os.makedirs(app, exist_ok=True)
         shutil.copy(component, os.path.join(app, "f.wasm"))
         with open(os.path.join(app, "nimbus.toml"), "w") as f:
             f.write(f'[app]\nname = "bench"\n\n[[function]]\nname = "f"\ncomponent = "f.wasm"\n'
-                    f'routes = ["{route}"]\nmax_concurrency = 1000\n')
+                    f'routes = ["{route}"]\nmax_concurrency = 1000\n{extra}\n')
         out = subprocess.run([NIMBUS, "deploy", "--no-build", "--json", app], env=self.env,
                              check=True, capture_output=True, text=True).stdout
         return json.loads(out)

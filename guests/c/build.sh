@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Builds guests/c/<name>/app.c (+ guests/c/common) into a component exporting
 # wasi:http/incoming-handler@0.2.12 (the wasi:http/proxy world of guests/wit).
-#   bash guests/c/build.sh <name> <out.wasm>
+#   bash guests/c/build.sh <name> <out.wasm> [world]
+# world: `http-guest` (default; plain wasi:http/proxy) or `nimbus-guest` (plus wasi:keyvalue).
 # Needs clang-14 + wasi-libc (apt), wit-bindgen (cargo), wasm-tools (pip) and the wasi preview1
 # reactor adapter (crates.io); `bash scripts/setup-toolchains.sh` installs all of them.
 # Environment: NIMBUS_ADAPTER=<reactor adapter .wasm> overrides the adapter lookup;
 #              CFLAGS are appended to the compiler flags.
 set -euo pipefail
-[ $# -eq 2 ] || { echo "usage: $0 <name> <out.wasm>" >&2; exit 2; }
-name="$1"; out="$2"
+[ $# -eq 2 ] || [ $# -eq 3 ] || { echo "usage: $0 <name> <out.wasm> [world]" >&2; exit 2; }
+name="$1"; out="$2"; world="${3:-http-guest}"
+stem="${world//-/_}" # wit-bindgen names its files and C identifiers after the world
+defines=""
+[ "$world" = "http-guest" ] || defines="-DNIMBUS_GUEST_WORLD"
 here="$(cd "$(dirname "$0")" && pwd)"
 src="$here/$name/app.c"
 [ -f "$src" ] || { echo "no such guest: $src" >&2; exit 2; }
@@ -21,14 +25,14 @@ fi
 [ -n "$adapter" ] && [ -f "$adapter" ] || { echo "reactor adapter missing: run scripts/setup-toolchains.sh" >&2; exit 2; }
 
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-wit-bindgen c "$here/../wit" --world http-guest --out-dir "$work/gen" >"$work/bindgen.log" 2>&1 \
+wit-bindgen c "$here/../wit" --world "$world" --out-dir "$work/gen" >"$work/bindgen.log" 2>&1 \
   || { cat "$work/bindgen.log" >&2; exit 1; }
 # -mexec-model=reactor: a library whose exports the host calls (no main); debug info stripped
 # (the name section stays, so traps still show function names).
 # shellcheck disable=SC2086
 clang-14 --target=wasm32-wasi -O2 -mexec-model=reactor -fuse-ld=lld -Wall -Wl,--strip-debug \
-  -I "$work/gen" -I "$here/common" \
-  "$src" "$here/common/nimbus_http.c" "$work/gen/http_guest.c" "$work/gen/http_guest_component_type.o" \
+  -I "$work/gen" -I "$here/common" $defines \
+  "$src" "$here/common/nimbus_http.c" "$work/gen/$stem.c" "$work/gen/${stem}_component_type.o" \
   ${CFLAGS:-} -o "$work/app.core.wasm"
 wasm-tools component new "$work/app.core.wasm" --adapt "wasi_snapshot_preview1=$adapter" -o "$work/app.wasm"
 wasm-tools component wit "$work/app.wasm" | grep -q "export wasi:http/incoming-handler@0.2.12;" \

@@ -4,7 +4,18 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#ifdef NIMBUS_GUEST_WORLD
+// Built for the nimbus-guest world (build.sh's third argument): same interfaces plus the
+// platform services; only the world-prefixed names differ.
+#include "nimbus_guest.h"
+#define http_guest_list_field_value_free nimbus_guest_list_field_value_free
+#define http_guest_list_field_value_t nimbus_guest_list_field_value_t
+#define http_guest_list_u8_t nimbus_guest_list_u8_t
+#define http_guest_string_free nimbus_guest_string_free
+#define http_guest_string_t nimbus_guest_string_t
+#else
 #include "http_guest.h"
+#endif
 
 typedef exports_wasi_http_incoming_handler_own_incoming_request_t nh_request_t;
 typedef exports_wasi_http_incoming_handler_own_response_outparam_t nh_outparam_t;

@@ -57,18 +57,24 @@ fn cached(name: &str, inputs: &[PathBuf], build: impl FnOnce(&Path) -> Command) 
     out
 }
 
-/// A C guest from `guests/c/<name>`.
+/// A C guest from `guests/c/<name>`, built for the plain `http-guest` world.
 pub fn c(name: &str) -> PathBuf {
+    c_world(name, "http-guest")
+}
+
+/// A C guest from `guests/c/<name>`, built for `world` (`http-guest` or `nimbus-guest`).
+pub fn c_world(name: &str, world: &str) -> PathBuf {
     let root = repo_root();
     let inputs = vec![
         root.join(format!("guests/c/{name}/app.c")),
         root.join("guests/c/common/nimbus_http.c"),
         root.join("guests/c/common/nimbus_http.h"),
         root.join("guests/c/build.sh"),
+        root.join("guests/wit/world.wit"),
     ];
-    cached(&format!("c-{name}"), &inputs, |out| {
+    cached(&format!("c-{name}-{world}"), &inputs, |out| {
         let mut cmd = Command::new("bash");
-        cmd.arg("guests/c/build.sh").arg(name).arg(out);
+        cmd.arg("guests/c/build.sh").arg(name).arg(out).arg(world);
         cmd
     })
 }

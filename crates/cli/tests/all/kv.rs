@@ -363,3 +363,36 @@ async fn crud_example_creates_reads_updates_conditionally_and_deletes() {
     assert!(String::from_utf8_lossy(&stored).contains("edit "));
     nimbus.stop().await;
 }
+
+/// The benchmark guest (C, wit-bindgen bindings of wasi:keyvalue) works and reports timings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_guest_times_keyvalue_calls() {
+    let nimbus = Nimbus::start().await;
+    let component = guests::c_world("kvbench", "nimbus-guest");
+    let manifest = crate::harness::manifest(
+        "kvbench",
+        "kvbench",
+        &["/kvbench"],
+        r#"key_value_stores = ["bench"]"#,
+    );
+    nimbus
+        .deploy(&manifest, &[("kvbench", &component)])
+        .await
+        .unwrap();
+    for op in ["get", "set", "increment"] {
+        let resp = nimbus.get(&format!("/kvbench?op={op}&n=50")).await;
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["op"], op);
+        assert_eq!(body["n"], 50);
+        let (p50, max) = (
+            body["p50_ns"].as_u64().unwrap(),
+            body["max_ns"].as_u64().unwrap(),
+        );
+        assert!(p50 > 0 && p50 <= max, "{body}");
+    }
+    // The counter moved by exactly the 50 increments.
+    let counter = nimbus.api.kv_get("bench", "bench-counter").await.unwrap();
+    assert_eq!(counter.as_deref(), Some(&b"50"[..]));
+    nimbus.stop().await;
+}
