@@ -51,6 +51,8 @@ pub enum Command {
     Delete(AppArgs),
     /// Read and write key-value stores.
     Kv(KvArgs),
+    /// Set, list and remove an app's secrets (functions read them through wasi:config).
+    Secret(SecretArgs),
 }
 
 /// `nimbus up`.
@@ -79,6 +81,11 @@ pub struct UpArgs {
     /// `nats://HOST:PORT` (JetStream KV) [default: embedded].
     #[arg(long, env = "NIMBUS_KV")]
     pub kv: Option<String>,
+    /// File holding the 64-hex-digit master key that encrypts secrets [default: the data
+    /// dir's `secrets.key`, created on first start]. Keep it elsewhere so that a copy of the
+    /// data dir alone decrypts nothing.
+    #[arg(long, env = "NIMBUS_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
     /// After starting, build and deploy the app in this directory (repeatable).
     #[arg(long = "deploy", value_name = "DIR")]
     pub deploy: Vec<PathBuf>,
@@ -231,5 +238,43 @@ pub enum KvCommand {
         /// Stop after this many keys.
         #[arg(long)]
         limit: Option<usize>,
+    },
+}
+
+/// `nimbus secret`.
+#[derive(Debug, Args)]
+pub struct SecretArgs {
+    /// The operation.
+    #[command(subcommand)]
+    pub command: SecretCommand,
+    /// API access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// `nimbus secret …` operations.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Set a secret. Without VALUE (or with `-`) the value is read from standard input, which
+    /// keeps it out of shell history.
+    Set {
+        /// App name.
+        app: String,
+        /// Secret name (`a-z`, `0-9`, `_`).
+        name: String,
+        /// The value.
+        value: Option<String>,
+    },
+    /// List the names of an app's secrets (values are never shown).
+    List {
+        /// App name.
+        app: String,
+    },
+    /// Remove a secret.
+    Rm {
+        /// App name.
+        app: String,
+        /// Secret name.
+        name: String,
     },
 }

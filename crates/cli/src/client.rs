@@ -257,6 +257,46 @@ impl ApiClient {
     }
 }
 
+impl ApiClient {
+    /// `PUT /v1/apps/{app}/secrets/{name}`.
+    pub async fn secret_set(&self, app: &str, name: &str, value: String) -> anyhow::Result<()> {
+        let path = format!(
+            "/v1/apps/{}/secrets/{}",
+            encode_segment(app),
+            encode_segment(name)
+        );
+        self.send(self.request(Method::PUT, &path).body(value))
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /v1/apps/{app}/secrets`.
+    pub async fn secret_list(&self, app: &str) -> anyhow::Result<Vec<SecretInfo>> {
+        let path = format!("/v1/apps/{}/secrets", encode_segment(app));
+        self.json(self.request(Method::GET, &path)).await
+    }
+
+    /// `DELETE /v1/apps/{app}/secrets/{name}`.
+    pub async fn secret_remove(&self, app: &str, name: &str) -> anyhow::Result<()> {
+        let path = format!(
+            "/v1/apps/{}/secrets/{}",
+            encode_segment(app),
+            encode_segment(name)
+        );
+        self.send(self.request(Method::DELETE, &path)).await?;
+        Ok(())
+    }
+}
+
+/// A secret as listed by the API.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SecretInfo {
+    /// Name.
+    pub name: String,
+    /// Last set, ms since the Unix epoch.
+    pub updated_at_ms: u64,
+}
+
 /// `/v1/kv/{store}/{key}` with both percent-encoded (`/` in keys kept: the route takes the
 /// rest of the path as the key).
 fn kv_path(store: &str, key: &str) -> String {

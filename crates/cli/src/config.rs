@@ -25,6 +25,8 @@ pub struct ServerFile {
     pub api_listen: Option<SocketAddr>,
     /// Key-value backend (see [`crate::server::KvSetting`]).
     pub kv: Option<String>,
+    /// Secrets master key file.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl ServerFile {

@@ -28,6 +28,7 @@ async fn main() -> std::process::ExitCode {
         Command::Rollback(args) => commands::rollback::run(args, json).await,
         Command::Delete(args) => commands::delete::run(args, json).await,
         Command::Kv(args) => commands::kv::run(args, json).await,
+        Command::Secret(args) => commands::secret::run(args, json).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -18,6 +18,7 @@ use nimbus_kv::KvBackend;
 use nimbus_kv::embedded::EmbeddedKv;
 use nimbus_kv::nats_backend::NatsKv;
 use nimbus_kv::redis_backend::RedisKv;
+use nimbus_secrets::{MasterKey, SecretStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -43,6 +44,8 @@ pub struct ServerConfig {
     pub keep_resident_bytes: Option<usize>,
     /// Where the key-value stores live.
     pub kv: KvSetting,
+    /// The secrets master key file; `None`: `<data>/secrets.key`, created if missing.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 /// The key-value backend, as given to `--kv`.
@@ -81,6 +84,31 @@ impl std::fmt::Display for KvSetting {
             Self::Redis(url) | Self::Nats(url) => f.write_str(url),
         }
     }
+}
+
+/// Opens the secret store with the operator's key file, or with `<data>/secrets.key`
+/// (created on first start).
+fn open_secrets(
+    key_file: Option<&std::path::Path>,
+    data: &std::path::Path,
+) -> anyhow::Result<SecretStore> {
+    let key = match key_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the secrets key file {}", path.display()))?;
+            MasterKey::from_hex(&text)
+                .with_context(|| format!("invalid secrets key file {}", path.display()))?
+        }
+        None => {
+            let path = data.join("secrets.key");
+            let (key, created) = MasterKey::load_or_create(&path)?;
+            if created {
+                tracing::info!(path = %path.display(), "created the secrets master key");
+            }
+            key
+        }
+    };
+    Ok(SecretStore::open(&data.join("secrets.redb"), &key)?)
 }
 
 /// The JetStream KV bucket Nimbus keeps its keys in.
@@ -156,8 +184,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         engine_config.keep_resident_bytes = bytes;
     }
     let kv = open_kv(&config.kv, data).await?;
+    let secrets = Arc::new(open_secrets(config.secrets_key_file.as_deref(), data)?);
     let services = Services {
         kv: Some(kv.clone()),
+        secrets: Some(secrets),
     };
     let engine = Engine::new(engine_config, services)?;
     tracing::info!(pooling = engine.pooling(), "engine ready");

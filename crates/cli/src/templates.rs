@@ -56,6 +56,10 @@ const WIT_0_2_10: Files = &[
         "wit/deps/keyvalue.wit",
         include_str!("../../../guests/wit-0.2.10/deps/keyvalue.wit"),
     ),
+    (
+        "wit/deps/config.wit",
+        include_str!("../../../guests/wit-0.2.10/deps/config.wit"),
+    ),
 ];
 
 const PYTHON: Files = &[
@@ -103,6 +107,10 @@ const WIT_0_2_12: Files = &[
     (
         "wit/deps/keyvalue.wit",
         include_str!("../../../guests/wit/deps/keyvalue.wit"),
+    ),
+    (
+        "wit/deps/config.wit",
+        include_str!("../../../guests/wit/deps/config.wit"),
     ),
 ];
 

@@ -19,10 +19,10 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 
 use crate::error::ControlError;
-use crate::kv_api;
 use crate::platform::Platform;
 use crate::token::TokenCheck;
 use crate::types::{DeployRequest, ErrorBody, ErrorDetail, FunctionStatus, Info, RollbackRequest};
+use crate::{kv_api, secrets_api};
 
 /// Shared state of the API handlers.
 pub struct ApiState {
@@ -59,6 +59,11 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/apps/{app}", get(get_app).delete(delete_app))
         .route("/v1/apps/{app}/functions", get(list_functions))
         .route("/v1/apps/{app}/rollback", post(rollback))
+        .route("/v1/apps/{app}/secrets", get(secrets_api::list))
+        .route(
+            "/v1/apps/{app}/secrets/{name}",
+            put(secrets_api::set).delete(secrets_api::remove),
+        )
         .route("/v1/kv/{store}", get(kv_api::list))
         .route(
             "/v1/kv/{store}/{*key}",

@@ -9,6 +9,7 @@
 //! - [`token`]: the API token (stored hashed).
 //! - [`api`]: the REST API (`/v1`, see `docs/openapi.yaml`).
 //! - `kv_api`: its `/v1/kv` part, over a [`nimbus_kv::KvBackend`].
+//! - `secrets_api`: its `/v1/apps/{app}/secrets` part (write-only values).
 //! - [`types`]: wire and stored types, shared with the CLI.
 //! - [`error`]: errors with their HTTP status.
 
@@ -17,6 +18,7 @@ pub mod blobs;
 pub mod error;
 mod kv_api;
 pub mod platform;
+mod secrets_api;
 pub mod store;
 pub mod token;
 pub mod types;

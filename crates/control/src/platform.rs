@@ -92,6 +92,7 @@ impl Platform {
         let app = nimbus_manifest::parse(&request.manifest, file)
             .map_err(|e| ControlError::InvalidManifest(e.to_string()))?;
         check_components(&app, &request.components)?;
+        self.check_secrets(&app)?;
         for digest in request.components.values() {
             if !self.blobs.contains(digest)? {
                 return Err(ControlError::BadRequest(format!(
@@ -126,6 +127,30 @@ impl Platform {
             app: record.status(),
             components: loads,
         })
+    }
+
+    /// Every secret a function declares must be set before the app is deployed: a typo or a
+    /// forgotten `nimbus secret set` fails the deploy instead of the first request. (Restores
+    /// do not check: a secret removed later is simply absent at run time.)
+    fn check_secrets(&self, app: &nimbus_manifest::App) -> Result<(), ControlError> {
+        let store = self.engine.services().secrets.as_ref();
+        for function in &app.functions {
+            for name in &function.secrets {
+                if !store.is_some_and(|s| s.contains(DEFAULT_TENANT, &app.name, name)) {
+                    return Err(ControlError::BadRequest(format!(
+                        "function `{}` reads secret `{name}`, which is not set for app `{}`: \
+                         set it with `nimbus secret set {} {name}`",
+                        function.name, app.name, app.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The secret store, if this platform has one.
+    pub fn secrets(&self) -> Option<&std::sync::Arc<nimbus_secrets::SecretStore>> {
+        self.engine.services().secrets.as_ref()
     }
 
     /// Makes an earlier version active again (default: the one before the active one).
@@ -271,6 +296,8 @@ impl Platform {
                 env: function.env.clone(),
                 allowed_outbound_hosts: function.allowed_outbound_hosts.clone(),
                 key_value_stores: function.key_value_stores.clone(),
+                config: function.config.clone(),
+                secrets: function.secrets.clone(),
             };
             let prepared = self.engine.prepare(&component, spec).map_err(invalid)?;
             prepared.warm_up().await.map_err(invalid)?;

@@ -73,6 +73,10 @@ impl Engine {
             .map_err(|e| EngineError::Setup(format!("{e:#}")))?;
         crate::keyvalue::add_to_linker(&mut linker)
             .map_err(|e| EngineError::Setup(format!("{e:#}")))?;
+        wasmtime_wasi_config::add_to_linker(&mut linker, |state: &mut HostState| {
+            wasmtime_wasi_config::WasiConfig::new(&state.config)
+        })
+        .map_err(|e| EngineError::Setup(format!("{e:#}")))?;
 
         let cache = ArtifactCache::open(&config.cache_dir, &engine)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));

@@ -19,6 +19,7 @@ use crate::guest_log::{GuestLog, LogTags};
 use crate::host::{CpuMeter, HostState};
 use crate::keyvalue::KvCtx;
 use crate::outbound::OutboundPolicy;
+use wasmtime_wasi_config::WasiConfigVariables;
 
 /// The body type of responses produced by functions.
 pub type ResponseBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -42,6 +43,11 @@ pub struct FunctionSpec {
     pub allowed_outbound_hosts: Vec<OutboundHost>,
     /// Key-value stores the guest may open.
     pub key_value_stores: Vec<String>,
+    /// `wasi:config` values.
+    pub config: BTreeMap<String, String>,
+    /// Secrets of the app also served through `wasi:config`, read at each invocation (so a
+    /// `nimbus secret set` reaches the next request without a redeploy).
+    pub secrets: Vec<String>,
 }
 
 /// Per-request context handed in by the gateway.
@@ -60,6 +66,8 @@ pub struct HttpFunction {
     env: Arc<[(String, String)]>,
     allowed: Arc<[OutboundHost]>,
     kv: KvCtx,
+    config: Arc<WasiConfigVariables>,
+    secrets: Arc<[String]>,
     app: Arc<str>,
     name: Arc<str>,
 }
@@ -78,6 +86,8 @@ impl HttpFunction {
                 spec.tenant.as_str().into(),
                 spec.key_value_stores.clone().into(),
             ),
+            config: Arc::new(spec.config.clone().into_iter().collect()),
+            secrets: spec.secrets.clone().into(),
             app: spec.app.as_str().into(),
             name: spec.function.as_str().into(),
             engine,
@@ -171,6 +181,23 @@ impl HttpFunction {
         }
     }
 
+    /// The `wasi:config` values of one invocation: the manifest's, plus the declared secrets'
+    /// current values (a secret that is not set is absent).
+    fn config_values(&self) -> Arc<WasiConfigVariables> {
+        let store = match &self.engine.services().secrets {
+            Some(store) if !self.secrets.is_empty() => store,
+            _ => return self.config.clone(),
+        };
+        let spec = &self.spec;
+        let literals = spec.config.iter().map(|(k, v)| (k.clone(), v.clone()));
+        let secrets = self.secrets.iter().filter_map(|name| {
+            store
+                .resolve(&spec.tenant, &spec.app, name)
+                .map(|secret| (name.clone(), secret.expose().to_owned()))
+        });
+        Arc::new(literals.chain(secrets).collect())
+    }
+
     fn new_store(&self, invocation: &Invocation) -> Store<HostState> {
         let config = self.engine.config();
         let limits = self.spec.limits;
@@ -192,6 +219,7 @@ impl HttpFunction {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             kv: self.kv.clone(),
+            config: self.config_values(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory_bytes)

@@ -1,9 +1,13 @@
 //! The data of one invocation's `Store`: WASI and wasi-http contexts, the key-value capability,
+//! the `wasi:config` values,
 //! the resource table, the memory limiter, the outbound policy and the CPU meter.
+
+use std::sync::Arc;
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::keyvalue::KvCtx;
@@ -14,6 +18,7 @@ pub struct HostState {
     pub(crate) wasi: WasiCtx,
     pub(crate) http: WasiHttpCtx,
     pub(crate) kv: KvCtx,
+    pub(crate) config: Arc<WasiConfigVariables>,
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
     pub(crate) outbound: OutboundPolicy,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use nimbus_kv::KvBackend;
+use nimbus_secrets::SecretStore;
 
 /// Services shared by every function of the engine. A missing service makes the matching
 /// interface fail cleanly at run time (e.g. `wasi:keyvalue` `open` → `no-such-store`), so a
@@ -11,12 +12,15 @@ use nimbus_kv::KvBackend;
 pub struct Services {
     /// The key-value backend behind `wasi:keyvalue`.
     pub kv: Option<Arc<dyn KvBackend>>,
+    /// App secrets, served to the functions that declare them through `wasi:config`.
+    pub secrets: Option<Arc<SecretStore>>,
 }
 
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Services")
             .field("kv", &self.kv.as_ref().map(|_| "…"))
+            .field("secrets", &self.secrets)
             .finish()
     }
 }

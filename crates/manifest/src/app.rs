@@ -45,6 +45,14 @@ pub struct Function {
     /// without duplicates; names follow the app-name rules. Empty means none.
     #[serde(default)]
     pub key_value_stores: Vec<String>,
+    /// `wasi:config` values given to the function (`[function.config]`); names follow
+    /// [`crate::check_config_name`].
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Secrets of the app the function may read through `wasi:config` (set with
+    /// `nimbus secret set`); never overlapping `config`'s names.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// Per-function resource limits.

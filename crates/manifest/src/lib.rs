@@ -24,11 +24,13 @@
 //! - `app` — the validated model: [`App`], [`Function`], [`Limits`].
 //! - `route` — route syntax and matching: [`Route`], [`RoutePattern`].
 //! - `outbound` — `allowed_outbound_hosts` syntax and matching: [`OutboundHost`].
+//! - `config` — `[function.config]` and `secrets`: the names `wasi:config` serves.
 //! - `host` — host-name syntax shared by routes and outbound hosts.
 //! - `error` — [`ManifestError`] and byte-offset → line/column conversion.
 //! - `locate` — turns toml's own errors into [`ManifestError`]s that name the field.
 
 mod app;
+mod config;
 mod error;
 mod host;
 mod locate;
@@ -38,6 +40,7 @@ mod schema;
 mod validate;
 
 pub use app::{App, Function, Limits};
+pub use config::check_config_name;
 pub use error::ManifestError;
 pub use outbound::{HostPattern, OutboundHost, PortPattern};
 pub use route::{Route, RoutePattern};

@@ -49,6 +49,8 @@ pub(crate) struct RawFunction {
     pub max_body_bytes: Option<Spanned<Integer>>,
     pub allowed_outbound_hosts: Option<Spanned<StringList>>,
     pub key_value_stores: Option<Spanned<StringList>>,
+    pub config: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    pub secrets: Option<Spanned<StringList>>,
     pub env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
 }
 

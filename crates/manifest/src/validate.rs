@@ -28,7 +28,7 @@ pub(crate) struct Source<'a> {
 }
 
 impl Source<'_> {
-    fn error(
+    pub(crate) fn error(
         &self,
         span: Range<usize>,
         field: String,
@@ -158,6 +158,8 @@ fn validate_function(
     }
 
     let key_value_stores = validate_stores(raw.key_value_stores.take(), &at, src)?;
+    let (config, secrets) =
+        crate::config::validate_config(raw.config.take(), raw.secrets.take(), &at, src)?;
 
     Ok(Function {
         name,
@@ -168,6 +170,8 @@ fn validate_function(
         env,
         allowed_outbound_hosts,
         key_value_stores,
+        config,
+        secrets,
     })
 }
 

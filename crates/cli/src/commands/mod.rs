@@ -9,4 +9,5 @@ pub mod invoke;
 pub mod kv;
 pub mod new;
 pub mod rollback;
+pub mod secret;
 pub mod up;

@@ -36,6 +36,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             Some(kv) => kv.parse()?,
             None => KvSetting::Embedded,
         },
+        secrets_key_file: args.secrets_key_file.or(file.secrets_key_file),
     };
     let running = server::start(config.clone()).await?;
     let api_url = format!("http://{}", running.api_addr);

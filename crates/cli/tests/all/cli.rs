@@ -277,3 +277,47 @@ fn kv_commands_set_get_list_and_delete() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("store name"), "{stderr}");
 }
+
+#[test]
+fn secret_commands_take_the_value_from_stdin_and_never_print_it() {
+    use std::io::Write;
+    let data = tempfile::tempdir().unwrap();
+    let up = Up::start(data.path());
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["secret", "set", "shop", "db_password"])
+        .env("NIMBUS_CONFIG", up.config.path().join("config.json"))
+        .env_remove("NIMBUS_API")
+        .env_remove("NIMBUS_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hunter2-canary\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "set secret db_password of shop\n"
+    );
+    up.ok(&["secret", "set", "shop", "api_token", "tok"]);
+
+    let listed = up.ok(&["secret", "list", "shop"]);
+    assert_eq!(listed, "api_token\ndb_password\n");
+    let json = up.ok(&["secret", "list", "shop", "--json"]);
+    assert!(
+        !json.contains("hunter2") && json.contains("db_password"),
+        "{json}"
+    );
+
+    up.ok(&["secret", "rm", "shop", "api_token"]);
+    assert_eq!(up.ok(&["secret", "list", "shop"]), "db_password\n");
+    let missing = up.nimbus(&["secret", "rm", "shop", "api_token"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("has no secret `api_token`"));
+}

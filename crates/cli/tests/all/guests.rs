@@ -79,18 +79,30 @@ pub fn c_world(name: &str, world: &str) -> PathBuf {
     })
 }
 
-/// A JS guest from a source file (relative to the repo root).
+/// A JS guest from a source file (relative to the repo root), for the plain `http-guest` world.
 pub fn js(source: &str) -> PathBuf {
+    js_world(source, "http-guest")
+}
+
+/// A JS guest from a source file, built for `world` (`http-guest` or `nimbus-guest`).
+pub fn js_world(source: &str, world: &str) -> PathBuf {
     let root = repo_root();
-    let inputs = vec![root.join(source), root.join("guests/js/componentize.mjs")];
+    let inputs = vec![
+        root.join(source),
+        root.join("guests/js/componentize.mjs"),
+        root.join("guests/wit-0.2.10/world.wit"),
+    ];
     let stem = Path::new(source)
         .file_stem()
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    cached(&format!("js-{stem}"), &inputs, |out| {
+    cached(&format!("js-{stem}-{world}"), &inputs, |out| {
         let mut cmd = Command::new("node");
-        cmd.arg("guests/js/componentize.mjs").arg(source).arg(out);
+        cmd.arg("guests/js/componentize.mjs")
+            .arg(source)
+            .arg(out)
+            .arg(world);
         cmd
     })
 }

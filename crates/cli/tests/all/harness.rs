@@ -104,6 +104,7 @@ impl Nimbus {
             gateway,
             keep_resident_bytes: None,
             kv,
+            secrets_key_file: None,
         })
         .await
         .unwrap();

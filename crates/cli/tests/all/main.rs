@@ -17,3 +17,4 @@ mod guests;
 mod harness;
 mod isolation;
 mod kv;
+mod secrets;
