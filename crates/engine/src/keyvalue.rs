@@ -123,7 +123,7 @@ impl store::Host for KvView<'_> {
         if self.ctx.backend.is_none() {
             return Ok(Err(store::Error::NoSuchStore));
         }
-        if !self.ctx.allowed.iter().any(|s| *s == identifier) {
+        if !self.ctx.allowed.contains(&identifier) {
             return Ok(Err(store::Error::AccessDenied));
         }
         let id = StoreId::new(&self.ctx.tenant, &identifier);

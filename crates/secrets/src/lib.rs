@@ -15,7 +15,7 @@
 //!
 //! - [`key`]: the master key — load, create, parse.
 //! - [`store`]: [`SecretStore`] — set, remove, list, resolve.
-//! - [`error`]: [`SecretError`].
+//! - [`error`]: the error type, [`SecretError`].
 
 pub mod error;
 pub mod key;
