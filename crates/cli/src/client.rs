@@ -288,6 +288,25 @@ impl ApiClient {
     }
 }
 
+impl ApiClient {
+    /// `POST /v1/keys`.
+    pub async fn key_create(&self) -> anyhow::Result<nimbus_objstore::AccessKey> {
+        self.json(self.request(Method::POST, "/v1/keys")).await
+    }
+
+    /// `GET /v1/keys`.
+    pub async fn key_list(&self) -> anyhow::Result<Vec<nimbus_objstore::KeyInfo>> {
+        self.json(self.request(Method::GET, "/v1/keys")).await
+    }
+
+    /// `DELETE /v1/keys/{id}`.
+    pub async fn key_remove(&self, id: &str) -> anyhow::Result<()> {
+        let path = format!("/v1/keys/{}", encode_segment(id));
+        self.send(self.request(Method::DELETE, &path)).await?;
+        Ok(())
+    }
+}
+
 /// A secret as listed by the API.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SecretInfo {

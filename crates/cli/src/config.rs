@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default control-API address.
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7070";
+/// Default S3 API address (MinIO's port, so S3 clients' habits carry over).
+pub const DEFAULT_S3_LISTEN: &str = "127.0.0.1:9000";
 
 /// The `nimbus up` config file (`--config`), every key optional.
 #[derive(Debug, Default, Deserialize)]
@@ -23,6 +25,8 @@ pub struct ServerFile {
     pub listen: Option<SocketAddr>,
     /// Control API address.
     pub api_listen: Option<SocketAddr>,
+    /// S3 API address.
+    pub s3_listen: Option<SocketAddr>,
     /// Key-value backend (see [`crate::server::KvSetting`]).
     pub kv: Option<String>,
     /// Secrets master key file.

@@ -8,6 +8,7 @@
 //! - [`args`]: the command line (clap).
 //! - [`commands`]: one module per command.
 //! - [`server`]: starts a whole Nimbus from a [`server::ServerConfig`] (also used by tests).
+//! - [`services`]: opens the key-value backend, secret store and object store.
 //! - [`client`]: typed control-API client.
 //! - [`config`]: server settings resolution and the client credentials file.
 //! - [`output`]: human/JSON output helpers.
@@ -18,4 +19,5 @@ pub mod commands;
 pub mod config;
 pub mod output;
 pub mod server;
+pub mod services;
 pub mod templates;

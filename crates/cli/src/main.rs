@@ -29,6 +29,7 @@ async fn main() -> std::process::ExitCode {
         Command::Delete(args) => commands::delete::run(args, json).await,
         Command::Kv(args) => commands::kv::run(args, json).await,
         Command::Secret(args) => commands::secret::run(args, json).await,
+        Command::Keys(args) => commands::keys::run(args, json).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use crate::services::KvSetting;
+use crate::services::{open_kv, open_objects, open_secrets};
 use anyhow::Context;
 use nimbus_control::api::ApiState;
 use nimbus_control::blobs::BlobStore;
@@ -14,11 +16,6 @@ use nimbus_control::types::Info;
 use nimbus_control::{Platform, StateStore};
 use nimbus_engine::{Engine, EngineConfig, Services};
 use nimbus_gateway::{Gateway, GatewayConfig};
-use nimbus_kv::KvBackend;
-use nimbus_kv::embedded::EmbeddedKv;
-use nimbus_kv::nats_backend::NatsKv;
-use nimbus_kv::redis_backend::RedisKv;
-use nimbus_secrets::{MasterKey, SecretStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -35,6 +32,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Control API listener.
     pub api_listen: SocketAddr,
+    /// S3 API listener.
+    pub s3_listen: SocketAddr,
     /// Replace the API token with a new one at start.
     pub reset_token: bool,
     /// Gateway limits and timeouts.
@@ -48,104 +47,14 @@ pub struct ServerConfig {
     pub secrets_key_file: Option<PathBuf>,
 }
 
-/// The key-value backend, as given to `--kv`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KvSetting {
-    /// redb in `<data>/kv.redb`: durable, one process.
-    Embedded,
-    /// A Redis server (`redis://…`).
-    Redis(String),
-    /// A NATS server with JetStream (`nats://…`); keys live in the KV bucket `nimbus-kv`.
-    Nats(String),
-}
-
-impl std::str::FromStr for KvSetting {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        if s == "embedded" {
-            Ok(Self::Embedded)
-        } else if s.starts_with("redis://") || s.starts_with("rediss://") {
-            Ok(Self::Redis(s.to_owned()))
-        } else if s.starts_with("nats://") {
-            Ok(Self::Nats(s.to_owned()))
-        } else {
-            anyhow::bail!(
-                "unknown key-value backend `{s}`: use `embedded`, `redis://HOST:PORT` or `nats://HOST:PORT`"
-            )
-        }
-    }
-}
-
-impl std::fmt::Display for KvSetting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Embedded => f.write_str("embedded"),
-            Self::Redis(url) | Self::Nats(url) => f.write_str(url),
-        }
-    }
-}
-
-/// Opens the secret store with the operator's key file, or with `<data>/secrets.key`
-/// (created on first start).
-fn open_secrets(
-    key_file: Option<&std::path::Path>,
-    data: &std::path::Path,
-) -> anyhow::Result<SecretStore> {
-    let key = match key_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the secrets key file {}", path.display()))?;
-            MasterKey::from_hex(&text)
-                .with_context(|| format!("invalid secrets key file {}", path.display()))?
-        }
-        None => {
-            let path = data.join("secrets.key");
-            let (key, created) = MasterKey::load_or_create(&path)?;
-            if created {
-                tracing::info!(path = %path.display(), "created the secrets master key");
-            }
-            key
-        }
-    };
-    Ok(SecretStore::open(&data.join("secrets.redb"), &key)?)
-}
-
-/// The JetStream KV bucket Nimbus keeps its keys in.
-const NATS_KV_BUCKET: &str = "nimbus-kv";
-
-async fn open_kv(
-    setting: &KvSetting,
-    data: &std::path::Path,
-) -> anyhow::Result<Arc<dyn KvBackend>> {
-    Ok(match setting {
-        KvSetting::Embedded => {
-            let path = data.join("kv.redb");
-            Arc::new(
-                EmbeddedKv::open(&path).with_context(|| {
-                    format!("cannot open the key-value store {}", path.display())
-                })?,
-            )
-        }
-        KvSetting::Redis(url) => Arc::new(
-            RedisKv::connect(url)
-                .await
-                .with_context(|| format!("cannot connect to the key-value backend {url}"))?,
-        ),
-        KvSetting::Nats(url) => Arc::new(
-            NatsKv::connect(url, NATS_KV_BUCKET)
-                .await
-                .with_context(|| format!("cannot connect to the key-value backend {url}"))?,
-        ),
-    })
-}
-
 /// A started platform.
 pub struct Running {
     /// Where the gateway listens.
     pub gateway_addr: SocketAddr,
     /// Where the control API listens.
     pub api_addr: SocketAddr,
+    /// Where the S3 API listens.
+    pub s3_addr: SocketAddr,
     /// The API token, if it was created (or reset) by this start.
     pub new_token: Option<String>,
     /// Number of apps restored from the state store.
@@ -184,6 +93,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         engine_config.keep_resident_bytes = bytes;
     }
     let kv = open_kv(&config.kv, data).await?;
+    let objects = open_objects(data)?;
     let secrets = Arc::new(open_secrets(config.secrets_key_file.as_deref(), data)?);
     let services = Services {
         kv: Some(kv.clone()),
@@ -199,8 +109,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let api_listener = TcpListener::bind(config.api_listen)
         .await
         .with_context(|| format!("cannot listen on {} (control API)", config.api_listen))?;
+    let s3_listener = TcpListener::bind(config.s3_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (S3 API)", config.s3_listen))?;
     let gateway_addr = gateway_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
+    let s3_addr = s3_listener.local_addr()?;
 
     let platform = Arc::new(Platform::new(engine, gateway.clone(), store, blobs));
     let restored = platform.restore().await?;
@@ -215,11 +129,18 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         info: Info {
             version: env!("CARGO_PKG_VERSION").into(),
             gateway_url: format!("http://{gateway_addr}"),
+            s3_url: Some(format!("http://{s3_addr}")),
         },
         kv,
+        keys: Some(objects.keys.clone()),
     });
     let tasks = vec![
         tokio::spawn(gateway.serve(gateway_listener, signal(watcher.clone()))),
+        tokio::spawn(nimbus_objstore::server::serve(
+            s3_listener,
+            objects.s3_service(),
+            signal(watcher.clone()),
+        )),
         tokio::spawn(nimbus_control::api::serve(
             api_listener,
             state,
@@ -229,6 +150,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     Ok(Running {
         gateway_addr,
         api_addr,
+        s3_addr,
         new_token,
         restored,
         shutdown,

@@ -12,7 +12,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use serde::de::DeserializeOwned;
@@ -22,7 +22,7 @@ use crate::error::ControlError;
 use crate::platform::Platform;
 use crate::token::TokenCheck;
 use crate::types::{DeployRequest, ErrorBody, ErrorDetail, FunctionStatus, Info, RollbackRequest};
-use crate::{kv_api, secrets_api};
+use crate::{keys_api, kv_api, secrets_api};
 
 /// Shared state of the API handlers.
 pub struct ApiState {
@@ -34,6 +34,8 @@ pub struct ApiState {
     pub info: Info,
     /// The key-value backend behind `/v1/kv`.
     pub kv: Arc<dyn nimbus_kv::KvBackend>,
+    /// The S3 access keys behind `/v1/keys` (`None`: no object store).
+    pub keys: Option<nimbus_objstore::KeyStore>,
 }
 
 type Shared = Arc<ApiState>;
@@ -64,6 +66,8 @@ pub fn router(state: Shared) -> Router {
             "/v1/apps/{app}/secrets/{name}",
             put(secrets_api::set).delete(secrets_api::remove),
         )
+        .route("/v1/keys", get(keys_api::list).post(keys_api::create))
+        .route("/v1/keys/{id}", delete(keys_api::remove))
         .route("/v1/kv/{store}", get(kv_api::list))
         .route(
             "/v1/kv/{store}/{*key}",

@@ -8,6 +8,7 @@
 //! - [`blobs`]: content-addressed, crash-safe storage of uploaded components.
 //! - [`token`]: the API token (stored hashed).
 //! - [`api`]: the REST API (`/v1`, see `docs/openapi.yaml`).
+//! - `keys_api`: its `/v1/keys` part (S3 access keys).
 //! - `kv_api`: its `/v1/kv` part, over a [`nimbus_kv::KvBackend`].
 //! - `secrets_api`: its `/v1/apps/{app}/secrets` part (write-only values).
 //! - [`types`]: wire and stored types, shared with the CLI.
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod blobs;
 pub mod error;
+mod keys_api;
 mod kv_api;
 pub mod platform;
 mod secrets_api;

@@ -94,6 +94,9 @@ pub struct Info {
     pub version: String,
     /// Base URL of the function gateway.
     pub gateway_url: String,
+    /// Base URL of the S3 API, if this server runs one.
+    #[serde(default)]
+    pub s3_url: Option<String>,
 }
 
 /// `GET /v1/kv/{store}`: one page of keys.

@@ -6,6 +6,7 @@ pub mod delete;
 pub mod deploy;
 pub mod functions;
 pub mod invoke;
+pub mod keys;
 pub mod kv;
 pub mod new;
 pub mod rollback;

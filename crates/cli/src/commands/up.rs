@@ -5,8 +5,8 @@ use anyhow::Context;
 use crate::args::UpArgs;
 use crate::client::ApiClient;
 use crate::config::{
-    ClientConfig, DEFAULT_API_LISTEN, DEFAULT_LISTEN, ServerFile, client_config_path,
-    default_data_dir,
+    ClientConfig, DEFAULT_API_LISTEN, DEFAULT_LISTEN, DEFAULT_S3_LISTEN, ServerFile,
+    client_config_path, default_data_dir,
 };
 use crate::server::{self, KvSetting, ServerConfig};
 
@@ -28,6 +28,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         api_listen: match args.api_listen.or(file.api_listen) {
             Some(addr) => addr,
             None => DEFAULT_API_LISTEN.parse()?,
+        },
+        s3_listen: match args.s3_listen.or(file.s3_listen) {
+            Some(addr) => addr,
+            None => DEFAULT_S3_LISTEN.parse()?,
         },
         reset_token: args.reset_token,
         gateway: nimbus_gateway::GatewayConfig::default(),
@@ -57,6 +61,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("nimbus is up");
     println!("  functions   http://{}", running.gateway_addr);
     println!("  control API {api_url}");
+    println!(
+        "  S3 API      http://{}  (keys: nimbus keys create)",
+        running.s3_addr
+    );
     println!("  data dir    {}", config.data_dir.display());
     println!("  key-value   {}", config.kv);
     println!("  apps        {} restored", running.restored);

@@ -100,6 +100,7 @@ impl Nimbus {
             data_dir: data_dir.path().to_owned(),
             listen: "127.0.0.1:0".parse().unwrap(),
             api_listen: "127.0.0.1:0".parse().unwrap(),
+            s3_listen: "127.0.0.1:0".parse().unwrap(),
             reset_token: false,
             gateway,
             keep_resident_bytes: None,

@@ -1,0 +1,108 @@
+//! The platform services `nimbus up` opens: key-value backend, secret store, object store.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use nimbus_kv::KvBackend;
+use nimbus_kv::embedded::EmbeddedKv;
+use nimbus_kv::nats_backend::NatsKv;
+use nimbus_kv::redis_backend::RedisKv;
+use nimbus_objstore::ObjectService;
+use nimbus_secrets::{MasterKey, SecretStore};
+
+/// The key-value backend, as given to `--kv`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvSetting {
+    /// redb in `<data>/kv.redb`: durable, one process.
+    Embedded,
+    /// A Redis server (`redis://…`).
+    Redis(String),
+    /// A NATS server with JetStream (`nats://…`); keys live in the KV bucket `nimbus-kv`.
+    Nats(String),
+}
+
+impl std::str::FromStr for KvSetting {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        if s == "embedded" {
+            Ok(Self::Embedded)
+        } else if s.starts_with("redis://") || s.starts_with("rediss://") {
+            Ok(Self::Redis(s.to_owned()))
+        } else if s.starts_with("nats://") {
+            Ok(Self::Nats(s.to_owned()))
+        } else {
+            anyhow::bail!(
+                "unknown key-value backend `{s}`: use `embedded`, `redis://HOST:PORT` or `nats://HOST:PORT`"
+            )
+        }
+    }
+}
+
+impl std::fmt::Display for KvSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded => f.write_str("embedded"),
+            Self::Redis(url) | Self::Nats(url) => f.write_str(url),
+        }
+    }
+}
+
+/// Opens the secret store with the operator's key file, or with `<data>/secrets.key`
+/// (created on first start).
+pub(crate) fn open_secrets(key_file: Option<&Path>, data: &Path) -> anyhow::Result<SecretStore> {
+    let key = match key_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the secrets key file {}", path.display()))?;
+            MasterKey::from_hex(&text)
+                .with_context(|| format!("invalid secrets key file {}", path.display()))?
+        }
+        None => {
+            let path = data.join("secrets.key");
+            let (key, created) = MasterKey::load_or_create(&path)?;
+            if created {
+                tracing::info!(path = %path.display(), "created the secrets master key");
+            }
+            key
+        }
+    };
+    Ok(SecretStore::open(&data.join("secrets.redb"), &key)?)
+}
+
+/// The JetStream KV bucket Nimbus keeps its keys in.
+const NATS_KV_BUCKET: &str = "nimbus-kv";
+
+pub(crate) async fn open_kv(
+    setting: &KvSetting,
+    data: &Path,
+) -> anyhow::Result<Arc<dyn KvBackend>> {
+    Ok(match setting {
+        KvSetting::Embedded => {
+            let path = data.join("kv.redb");
+            Arc::new(
+                EmbeddedKv::open(&path).with_context(|| {
+                    format!("cannot open the key-value store {}", path.display())
+                })?,
+            )
+        }
+        KvSetting::Redis(url) => Arc::new(
+            RedisKv::connect(url)
+                .await
+                .with_context(|| format!("cannot connect to the key-value backend {url}"))?,
+        ),
+        KvSetting::Nats(url) => Arc::new(
+            NatsKv::connect(url, NATS_KV_BUCKET)
+                .await
+                .with_context(|| format!("cannot connect to the key-value backend {url}"))?,
+        ),
+    })
+}
+
+/// Opens the embedded object store under `<data>/objects`.
+pub(crate) fn open_objects(data: &Path) -> anyhow::Result<ObjectService> {
+    let dir = data.join("objects");
+    ObjectService::open(&dir)
+        .with_context(|| format!("cannot open the object store in {}", dir.display()))
+}
