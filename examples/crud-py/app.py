@@ -12,11 +12,11 @@ from typing import Optional, Tuple
 from componentize_py_types import Err, Ok
 from wit_world import exports
 from wit_world.imports import atomics, batch
-# Two interfaces of the nimbus-guest world are named `store` (wasi:keyvalue's and wasi:config's),
-# so componentize-py qualifies both module names.
+# Interfaces of the nimbus-guest world that share a name (wasi:keyvalue's and wasi:config's
+# `store`, wasi:http's and wasi:blobstore's `types`) get package-qualified module names.
 from wit_world.imports import wasi_keyvalue_store as store
 from wit_world.imports.streams import StreamError_Closed
-from wit_world.imports.types import (
+from wit_world.imports.wasi_http_types import (
     Fields,
     IncomingBody,
     IncomingRequest,

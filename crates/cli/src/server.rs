@@ -98,6 +98,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let services = Services {
         kv: Some(kv.clone()),
         secrets: Some(secrets),
+        objects: Some(objects.store.clone()),
     };
     let engine = Engine::new(engine_config, services)?;
     tracing::info!(pooling = engine.pooling(), "engine ready");

@@ -60,6 +60,10 @@ const WIT_0_2_10: Files = &[
         "wit/deps/config.wit",
         include_str!("../../../guests/wit-0.2.10/deps/config.wit"),
     ),
+    (
+        "wit/deps/blobstore.wit",
+        include_str!("../../../guests/wit-0.2.10/deps/blobstore.wit"),
+    ),
 ];
 
 const PYTHON: Files = &[
@@ -111,6 +115,10 @@ const WIT_0_2_12: Files = &[
     (
         "wit/deps/config.wit",
         include_str!("../../../guests/wit/deps/config.wit"),
+    ),
+    (
+        "wit/deps/blobstore.wit",
+        include_str!("../../../guests/wit/deps/blobstore.wit"),
     ),
 ];
 

@@ -298,6 +298,7 @@ impl Platform {
                 key_value_stores: function.key_value_stores.clone(),
                 config: function.config.clone(),
                 secrets: function.secrets.clone(),
+                buckets: function.buckets.clone(),
             };
             let prepared = self.engine.prepare(&component, spec).map_err(invalid)?;
             prepared.warm_up().await.map_err(invalid)?;

@@ -73,6 +73,8 @@ impl Engine {
             .map_err(|e| EngineError::Setup(format!("{e:#}")))?;
         crate::keyvalue::add_to_linker(&mut linker)
             .map_err(|e| EngineError::Setup(format!("{e:#}")))?;
+        crate::blobstore::add_to_linker(&mut linker)
+            .map_err(|e| EngineError::Setup(format!("{e:#}")))?;
         wasmtime_wasi_config::add_to_linker(&mut linker, |state: &mut HostState| {
             wasmtime_wasi_config::WasiConfig::new(&state.config)
         })

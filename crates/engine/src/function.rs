@@ -13,6 +13,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
+use crate::blobstore::BlobCtx;
 use crate::engine::Engine;
 use crate::error::{EngineError, InvokeError};
 use crate::guest_log::{GuestLog, LogTags};
@@ -48,6 +49,8 @@ pub struct FunctionSpec {
     /// Secrets of the app also served through `wasi:config`, read at each invocation (so a
     /// `nimbus secret set` reaches the next request without a redeploy).
     pub secrets: Vec<String>,
+    /// Buckets the guest may open through `wasi:blobstore`.
+    pub buckets: Vec<String>,
 }
 
 /// Per-request context handed in by the gateway.
@@ -66,6 +69,7 @@ pub struct HttpFunction {
     env: Arc<[(String, String)]>,
     allowed: Arc<[OutboundHost]>,
     kv: KvCtx,
+    blob: BlobCtx,
     config: Arc<WasiConfigVariables>,
     secrets: Arc<[String]>,
     app: Arc<str>,
@@ -85,6 +89,11 @@ impl HttpFunction {
                 engine.services().kv.clone(),
                 spec.tenant.as_str().into(),
                 spec.key_value_stores.clone().into(),
+            ),
+            blob: BlobCtx::new(
+                engine.services().objects.clone(),
+                spec.tenant.as_str().into(),
+                spec.buckets.clone().into(),
             ),
             config: Arc::new(spec.config.clone().into_iter().collect()),
             secrets: spec.secrets.clone().into(),
@@ -219,6 +228,7 @@ impl HttpFunction {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             kv: self.kv.clone(),
+            blob: self.blob.clone(),
             config: self.config_values(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()

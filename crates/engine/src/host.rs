@@ -1,4 +1,5 @@
-//! The data of one invocation's `Store`: WASI and wasi-http contexts, the key-value capability,
+//! The data of one invocation's `Store`: WASI and wasi-http contexts, the key-value and blobstore
+//! capabilities,
 //! the `wasi:config` values,
 //! the resource table, the memory limiter, the outbound policy and the CPU meter.
 
@@ -10,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::blobstore::BlobCtx;
 use crate::keyvalue::KvCtx;
 use crate::outbound::OutboundPolicy;
 
@@ -18,6 +20,7 @@ pub struct HostState {
     pub(crate) wasi: WasiCtx,
     pub(crate) http: WasiHttpCtx,
     pub(crate) kv: KvCtx,
+    pub(crate) blob: BlobCtx,
     pub(crate) config: Arc<WasiConfigVariables>,
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,

@@ -25,11 +25,14 @@
 //! - [`host`]: the per-invocation store data (WASI, wasi-http, limits).
 //! - [`keyvalue`]: `wasi:keyvalue` for guests, on a [`nimbus_kv::KvBackend`], limited to the
 //!   stores the function declares.
+//! - [`blobstore`]: `wasi:blobstore` for guests, on a [`nimbus_objstore::ObjectStore`], limited
+//!   to the buckets the function declares.
 //! - [`services`]: the platform services the host interfaces are backed by.
 //! - [`outbound`]: the `wasi:http/outgoing-handler` policy (allowed hosts).
 //! - [`guest_log`]: capture of guest stdout/stderr into the platform log.
 //! - [`error`]: the crate's error types.
 
+pub mod blobstore;
 pub mod cache;
 pub mod config;
 pub mod engine;

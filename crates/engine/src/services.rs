@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use nimbus_kv::KvBackend;
+use nimbus_objstore::ObjectStore;
 use nimbus_secrets::SecretStore;
 
 /// Services shared by every function of the engine. A missing service makes the matching
@@ -14,6 +15,8 @@ pub struct Services {
     pub kv: Option<Arc<dyn KvBackend>>,
     /// App secrets, served to the functions that declare them through `wasi:config`.
     pub secrets: Option<Arc<SecretStore>>,
+    /// The object store behind `wasi:blobstore` (the buckets of the S3 API).
+    pub objects: Option<Arc<dyn ObjectStore>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -21,6 +24,7 @@ impl std::fmt::Debug for Services {
         f.debug_struct("Services")
             .field("kv", &self.kv.as_ref().map(|_| "…"))
             .field("secrets", &self.secrets)
+            .field("objects", &self.objects.as_ref().map(|_| "…"))
             .finish()
     }
 }

@@ -53,6 +53,10 @@ pub struct Function {
     /// `nimbus secret set`); never overlapping `config`'s names.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Buckets (of the tenant's object storage) the function may open through
+    /// `wasi:blobstore`; S3 bucket-name rules.
+    #[serde(default)]
+    pub buckets: Vec<String>,
 }
 
 /// Per-function resource limits.

@@ -1,4 +1,5 @@
-//! `[function.config]` and `secrets`: what a function reads through `wasi:config`.
+//! `[function.config]` and `secrets` (what a function reads through `wasi:config`), and
+//! `buckets` (what it may open through `wasi:blobstore`).
 
 use std::collections::BTreeMap;
 
@@ -33,6 +34,55 @@ pub fn check_config_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// S3's rule for bucket names: 3–63 characters of lowercase letters, digits, `.` and `-`;
+/// starting and ending with a letter or digit; no `..`; not an IPv4 address.
+pub fn check_bucket_name(name: &str) -> Result<(), String> {
+    let why = if !(3..=63).contains(&name.len()) {
+        "bucket names are 3 to 63 characters long"
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        "use lowercase letters, digits, '.' and '-'"
+    } else if !name.bytes().next().is_some_and(edge) || !name.bytes().last().is_some_and(edge) {
+        "bucket names start and end with a letter or digit"
+    } else if name.contains("..") {
+        "bucket names have no two adjacent periods"
+    } else if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        "bucket names are not IP addresses"
+    } else {
+        return Ok(());
+    };
+    Err(format!("\"{name}\": {why}"))
+}
+
+fn edge(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+/// `buckets`: each a valid S3 bucket name, none twice.
+pub(crate) fn validate_buckets(
+    raw: Option<Spanned<StringList>>,
+    at: &str,
+    src: &Source<'_>,
+) -> Result<Vec<String>, ManifestError> {
+    let mut names: Vec<String> = Vec::new();
+    for entry in raw.map(|l| l.into_inner().0).unwrap_or_default() {
+        let field = format!("{at}: buckets");
+        check_bucket_name(entry.get_ref())
+            .map_err(|m| src.error(entry.span(), field.clone(), m))?;
+        if names.contains(entry.get_ref()) {
+            return Err(src.error(
+                entry.span(),
+                field,
+                format!("\"{}\" is listed twice", entry.get_ref()),
+            ));
+        }
+        names.push(entry.into_inner());
+    }
+    Ok(names)
 }
 
 pub(crate) type RawConfig = Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>;

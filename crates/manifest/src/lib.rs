@@ -24,7 +24,8 @@
 //! - `app` — the validated model: [`App`], [`Function`], [`Limits`].
 //! - `route` — route syntax and matching: [`Route`], [`RoutePattern`].
 //! - `outbound` — `allowed_outbound_hosts` syntax and matching: [`OutboundHost`].
-//! - `config` — `[function.config]` and `secrets`: the names `wasi:config` serves.
+//! - `config` — `[function.config]`, `secrets` and `buckets`: what `wasi:config` and
+//!   `wasi:blobstore` serve.
 //! - `host` — host-name syntax shared by routes and outbound hosts.
 //! - `error` — [`ManifestError`] and byte-offset → line/column conversion.
 //! - `locate` — turns toml's own errors into [`ManifestError`]s that name the field.
@@ -40,7 +41,7 @@ mod schema;
 mod validate;
 
 pub use app::{App, Function, Limits};
-pub use config::check_config_name;
+pub use config::{check_bucket_name, check_config_name};
 pub use error::ManifestError;
 pub use outbound::{HostPattern, OutboundHost, PortPattern};
 pub use route::{Route, RoutePattern};

@@ -51,6 +51,7 @@ pub(crate) struct RawFunction {
     pub key_value_stores: Option<Spanned<StringList>>,
     pub config: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
     pub secrets: Option<Spanned<StringList>>,
+    pub buckets: Option<Spanned<StringList>>,
     pub env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
 }
 

@@ -160,6 +160,7 @@ fn validate_function(
     let key_value_stores = validate_stores(raw.key_value_stores.take(), &at, src)?;
     let (config, secrets) =
         crate::config::validate_config(raw.config.take(), raw.secrets.take(), &at, src)?;
+    let buckets = crate::config::validate_buckets(raw.buckets.take(), &at, src)?;
 
     Ok(Function {
         name,
@@ -172,6 +173,7 @@ fn validate_function(
         key_value_stores,
         config,
         secrets,
+        buckets,
     })
 }
 

@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
     /// The bucket name breaks S3's naming rules.
-    #[error("invalid bucket name `{0}`: {1}")]
+    #[error("invalid bucket name: {1}")]
     InvalidBucketName(String, String),
     /// The key is empty, too long or not UTF-8.
     #[error("invalid key: {0}")]

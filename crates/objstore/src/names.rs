@@ -5,35 +5,11 @@ use crate::ObjectError;
 /// Longest key, in bytes (S3's limit).
 pub const MAX_KEY_BYTES: usize = 1024;
 
-/// Checks a bucket name against S3's rules: 3–63 characters of lowercase letters, digits, `.`
-/// and `-`; starting and ending with a letter or digit; no `..`; not an IPv4 address.
+/// Checks a bucket name against S3's rules (the manifest's rule, so `buckets = [...]` in
+/// `nimbus.toml` and the S3 API agree).
 pub fn check_bucket_name(name: &str) -> Result<(), ObjectError> {
-    let bad = |why: &str| {
-        Err(ObjectError::InvalidBucketName(
-            name.to_owned(),
-            why.to_owned(),
-        ))
-    };
-    if !(3..=63).contains(&name.len()) {
-        return bad("bucket names are 3 to 63 characters long");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-    {
-        return bad("use lowercase letters, digits, '.' and '-'");
-    }
-    let edge = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if !name.bytes().next().is_some_and(edge) || !name.bytes().last().is_some_and(edge) {
-        return bad("bucket names start and end with a letter or digit");
-    }
-    if name.contains("..") {
-        return bad("bucket names have no two adjacent periods");
-    }
-    if name.parse::<std::net::Ipv4Addr>().is_ok() {
-        return bad("bucket names are not IP addresses");
-    }
-    Ok(())
+    nimbus_manifest::check_bucket_name(name)
+        .map_err(|why| ObjectError::InvalidBucketName(name.to_owned(), why))
 }
 
 /// Checks an object key: 1 to [`MAX_KEY_BYTES`] bytes.

@@ -17,4 +17,5 @@ mod guests;
 mod harness;
 mod isolation;
 mod kv;
+mod objects;
 mod secrets;
