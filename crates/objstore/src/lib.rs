@@ -12,7 +12,7 @@
 //! - [`keys`]: access keys Nimbus issues ([`KeyStore`]), one tenant each.
 //! - [`server`]: the S3 listener.
 //! - [`names`]: S3's naming rules.
-//! - [`error`]: [`ObjectError`].
+//! - [`error`]: the error type, [`ObjectError`].
 
 pub mod error;
 pub mod fs;

@@ -180,7 +180,6 @@ impl S3 for S3Api {
             .map_err(s3)?;
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{}", req.input.bucket)),
-            ..Default::default()
         }))
     }
 
