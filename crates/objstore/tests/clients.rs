@@ -30,7 +30,7 @@ struct Server {
     endpoint: String,
     access: String,
     secret: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -52,7 +52,7 @@ async fn start() -> Server {
         endpoint,
         access: key.access_key_id,
         secret: key.secret_access_key,
-        _dir: dir,
+        dir,
         _stop: stop,
     }
 }
@@ -188,4 +188,35 @@ async fn aws_cli_copies_lists_and_range_gets() {
     run(&["s3", "rm", "--recursive", "s3://cli-bucket"]).await;
     run(&["s3", "rb", "s3://cli-bucket"]).await;
     assert_eq!(run(&["s3", "ls"]).await.trim(), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_mid_upload_leaves_nothing_behind() {
+    let venv = venv();
+    let server = start().await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/disconnect.py");
+    let out = tokio::process::Command::new(venv.join("bin/python"))
+        .arg(script)
+        .args([&server.endpoint, &server.access, &server.secret])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server notices the hang-up asynchronously: give it a bounded time to clean up.
+    let tmp = server.dir.path().join("tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_dir(&tmp).unwrap().count() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the partial upload's temp file was not removed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Only the one complete object has a data file.
+    assert_eq!(std::fs::read_dir(server.dir.path().join("data")).unwrap().count(), 1);
 }
