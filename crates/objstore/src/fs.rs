@@ -6,7 +6,7 @@
 //! <dir>/tmp/<id>       bodies being received
 //! ```
 //!
-//! **Writes** stream into `tmp/<id>` while MD5 and SHA-256 are computed, then fsync, rename into
+//! **Writes** stream into `tmp/<id>` while MD5 (the ETag) and CRC-32C are computed, then fsync, rename into
 //! `data/`, fsync the directory, and only then commit the metadata row; the file an overwrite
 //! replaced is removed after that commit. A crash anywhere leaves at worst an unreferenced file
 //! (swept at the next open): no reader ever sees a partial object, and an acknowledged one is
@@ -17,7 +17,7 @@
 //! bytes. A copy hard-links the source's files (they are never modified in place).
 //!
 //! **Reads** open every segment file up front (so a concurrent overwrite cannot pull a file away
-//! mid-stream) and verify each segment's SHA-256 whenever they read it whole; a mismatch ends
+//! mid-stream) and verify each segment's CRC-32C whenever they read it whole; a mismatch ends
 //! the stream with an error instead of corrupt bytes. Range reads that cover part of a segment
 //! are not verified (there is no per-block checksum).
 
@@ -28,12 +28,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use md5::Digest;
 use md5::Md5;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::ObjectError;
@@ -63,7 +63,9 @@ struct BucketRecord {
 struct Segment {
     file: String,
     size: u64,
-    sha256: String,
+    /// CRC-32C of the file's bytes (hardware-accelerated: verifying costs reads next to
+    /// nothing; it catches corruption, not tampering — the data dir is trusted).
+    crc32c: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -227,16 +229,26 @@ impl FsStore {
         self.dir.join("data").join(file)
     }
 
-    /// Streams `body` into a new data file, durable when this returns.
+    /// Streams `body` into a new data file, durable when this returns. MD5 (for the ETag) and
+    /// CRC-32C (for reads) are computed on a blocking thread while the bytes are being
+    /// received and written, so hashing overlaps the I/O instead of adding to it.
     async fn write_body(&self, mut body: ByteStream, limit: u64) -> Result<Written, ObjectError> {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let tmp = self.dir.join("tmp").join(&id);
+        let (chunks, mut to_hash) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let hasher = tokio::task::spawn_blocking(move || {
+            let (mut md5, mut crc) = (Md5::new(), 0u32);
+            while let Some(chunk) = to_hash.blocking_recv() {
+                md5.update(&chunk);
+                crc = crc32c::crc32c_append(crc, &chunk);
+            }
+            (<[u8; 16]>::from(md5.finalize()), crc)
+        });
         let result = async {
             let file = tokio::fs::File::create(&tmp)
                 .await
                 .map_err(ObjectError::io("creating a temporary file"))?;
             let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-            let (mut md5, mut sha) = (Md5::new(), Sha256::new());
             let mut size: u64 = 0;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| ObjectError::IncompleteBody(e.to_string()))?;
@@ -246,8 +258,10 @@ impl FsStore {
                         "bodies are at most {limit} bytes"
                     )));
                 }
-                md5.update(&chunk);
-                sha.update(&chunk);
+                chunks
+                    .send(chunk.clone())
+                    .await
+                    .map_err(|_| ObjectError::Store("the hashing thread stopped".into()))?;
                 out.write_all(&chunk)
                     .await
                     .map_err(ObjectError::io("writing object data"))?;
@@ -259,12 +273,14 @@ impl FsStore {
             file.sync_all()
                 .await
                 .map_err(ObjectError::io("syncing object data"))?;
-            Ok((size, md5.finalize().into(), hex::encode(sha.finalize())))
+            Ok(size)
         }
         .await;
-        let (size, md5, sha256) = match result {
-            Ok(done) => done,
-            Err(e) => {
+        drop(chunks);
+        let hashed = hasher.await.map_err(store_err);
+        let (size, (md5, crc32c)) = match (result, hashed) {
+            (Ok(size), Ok(hashes)) => (size, hashes),
+            (Err(e), _) | (_, Err(e)) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
                 return Err(e);
             }
@@ -279,7 +295,7 @@ impl FsStore {
             segment: Segment {
                 file: id,
                 size,
-                sha256,
+                crc32c,
             },
             md5,
         })
@@ -448,7 +464,8 @@ struct SegmentRead {
     file: tokio::fs::File,
     start: u64,
     len: u64,
-    expect: Option<String>,
+    /// The CRC-32C to check at the end, when the whole segment is read.
+    expect: Option<u32>,
     name: String,
 }
 
@@ -462,7 +479,7 @@ fn read_segments(
 ) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + Sync {
     struct State {
         parts: std::vec::IntoIter<SegmentRead>,
-        current: Option<(SegmentRead, Option<Sha256>, bool)>,
+        current: Option<(SegmentRead, Option<u32>, bool)>,
     }
     let state = State {
         parts: parts.into_iter(),
@@ -473,7 +490,7 @@ fn read_segments(
             let Some((part, hasher, positioned)) = st.current.as_mut() else {
                 match st.parts.next() {
                     Some(part) => {
-                        let hasher = part.expect.is_some().then(Sha256::new);
+                        let hasher = part.expect.is_some().then_some(0u32);
                         st.current = Some((part, hasher, false));
                         continue;
                     }
@@ -485,8 +502,8 @@ fn read_segments(
                 *positioned = true;
             }
             if part.len == 0 {
-                if let (Some(hasher), Some(expect)) = (hasher.take(), part.expect.as_ref())
-                    && hex::encode(hasher.finalize()) != *expect
+                if let (Some(crc), Some(expect)) = (hasher.take(), part.expect)
+                    && crc != expect
                 {
                     tracing::error!(file = %part.name, "object data failed its checksum");
                     return Err(std::io::Error::new(
@@ -509,8 +526,8 @@ fn read_segments(
                 ));
             }
             buf.truncate(n);
-            if let Some(hasher) = hasher.as_mut() {
-                hasher.update(&buf);
+            if let Some(crc) = hasher.as_mut() {
+                *crc = crc32c::crc32c_append(*crc, &buf);
             }
             part.len -= n as u64;
             return Ok(Some((buf.freeze(), st)));
@@ -660,7 +677,7 @@ impl ObjectStore for FsStore {
                 file,
                 start,
                 len: end - start,
-                expect: whole.then(|| segment.sha256.clone()),
+                expect: whole.then_some(segment.crc32c),
                 name: segment.file.clone(),
             });
         }
@@ -723,7 +740,7 @@ impl ObjectStore for FsStore {
             segments.push(Segment {
                 file,
                 size: segment.size,
-                sha256: segment.sha256.clone(),
+                crc32c: segment.crc32c,
             });
         }
         sync_dir(self.dir.join("data")).await?;

@@ -218,5 +218,10 @@ async fn a_client_that_hangs_up_mid_upload_leaves_nothing_behind() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     // Only the one complete object has a data file.
-    assert_eq!(std::fs::read_dir(server.dir.path().join("data")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(server.dir.path().join("data"))
+            .unwrap()
+            .count(),
+        1
+    );
 }

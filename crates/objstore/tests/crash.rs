@@ -1,7 +1,12 @@
 //! kill -9 in the middle of a burst of PUTs: every acknowledged object is intact afterwards,
 //! nothing partial is visible, and reopening sweeps what the crash left behind.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -57,12 +62,24 @@ async fn acknowledged_objects_survive_kill_9_and_nothing_partial_is_visible() {
         }
         // Whatever else is visible (the object in flight may have made it) is complete.
         let page = store
-            .list("t", "crash", ListQuery { prefix: format!("r{round}/"), delimiter: None, after: None, max: 1000 })
+            .list(
+                "t",
+                "crash",
+                ListQuery {
+                    prefix: format!("r{round}/"),
+                    delimiter: None,
+                    after: None,
+                    max: 1000,
+                },
+            )
             .await
             .unwrap();
         for object in &page.objects {
             let i: u64 = object.key.rsplit_once("/o").unwrap().1.parse().unwrap();
-            assert!(i <= acked + 1, "round {round}: object {i} was never written");
+            assert!(
+                i <= acked + 1,
+                "round {round}: object {i} was never written"
+            );
             assert!(
                 read(&store, &object.key).await == writer::content(round, i),
                 "round {round}: visible object {i} is partial"
@@ -70,7 +87,14 @@ async fn acknowledged_objects_survive_kill_9_and_nothing_partial_is_visible() {
         }
         // No orphan data files survive the reopen: one file per object.
         let all = store
-            .list("t", "crash", ListQuery { max: 10_000, ..ListQuery::default() })
+            .list(
+                "t",
+                "crash",
+                ListQuery {
+                    max: 10_000,
+                    ..ListQuery::default()
+                },
+            )
             .await
             .unwrap();
         assert_eq!(

@@ -12,7 +12,9 @@ use nimbus_objstore::store::{ObjectMeta, ObjectStore};
 /// The content of object `i` of `round`: its size varies from 1 KiB to 2 MiB.
 pub fn content(round: u64, i: u64) -> Vec<u8> {
     let size = 1024 + ((i * 7919) % (2 << 20));
-    (0..size).map(|b| ((b + i * 31 + round * 7) % 251) as u8).collect()
+    (0..size)
+        .map(|b| ((b + i * 31 + round * 7) % 251) as u8)
+        .collect()
 }
 
 #[tokio::main(flavor = "current_thread")]
