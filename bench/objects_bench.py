@@ -81,9 +81,9 @@ def ceiling(work, mib):
     t = timed(["dd", f"if={src}", "of=/dev/null", "bs=1M", "status=none"])
     cache_read = mib / t
     port = free_port()
-    sink = subprocess.Popen(["socat", "-u", f"TCP-LISTEN:{port},reuseaddr", "OPEN:/dev/null"])
+    sink = subprocess.Popen(["socat", "-u", "-b", "1048576", f"TCP-LISTEN:{port},reuseaddr", "OPEN:/dev/null"])
     time.sleep(0.3)
-    t = timed(["socat", "-u", f"FILE:{src}", f"TCP:127.0.0.1:{port}"])
+    t = timed(["socat", "-u", "-b", "1048576", f"FILE:{src}", f"TCP:127.0.0.1:{port}"])
     sink.wait(timeout=30)
     loopback = mib / t
     os.unlink(src)
