@@ -130,6 +130,16 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
 
 type Res<T> = wasmtime::Result<Result<T, String>>;
 
+/// `?` for guest-visible errors: returns `Ok(Err(message))` from a host function.
+macro_rules! guest_try {
+    ($e:expr) => {
+        match $e {
+            Ok(value) => value,
+            Err(e) => return Ok(Err(e.to_string())),
+        }
+    };
+}
+
 fn err<T>(e: impl std::fmt::Display) -> Res<T> {
     Ok(Err(e.to_string()))
 }
@@ -162,32 +172,19 @@ impl BlobView<'_> {
 
 impl blobstore::Host for BlobView<'_> {
     async fn create_container(&mut self, name: String) -> Res<Resource<Container>> {
-        let (store, tenant) = match self.access(&name) {
-            Ok(x) => x,
-            Err(e) => return err(e),
-        };
-        if let Err(e) = store.create_bucket(&tenant, &name).await {
-            return err(e);
-        }
+        let (store, tenant) = guest_try!(self.access(&name));
+        guest_try!(store.create_bucket(&tenant, &name).await);
         Ok(Ok(self.table.push(Container { name })?))
     }
 
     async fn get_container(&mut self, name: String) -> Res<Resource<Container>> {
-        let (store, tenant) = match self.access(&name) {
-            Ok(x) => x,
-            Err(e) => return err(e),
-        };
-        if let Err(e) = store.head_bucket(&tenant, &name).await {
-            return err(e);
-        }
+        let (store, tenant) = guest_try!(self.access(&name));
+        guest_try!(store.head_bucket(&tenant, &name).await);
         Ok(Ok(self.table.push(Container { name })?))
     }
 
     async fn delete_container(&mut self, name: String) -> Res<()> {
-        let (store, tenant) = match self.access(&name) {
-            Ok(x) => x,
-            Err(e) => return err(e),
-        };
+        let (store, tenant) = guest_try!(self.access(&name));
         Ok(store
             .delete_bucket(&tenant, &name)
             .await
@@ -195,10 +192,7 @@ impl blobstore::Host for BlobView<'_> {
     }
 
     async fn container_exists(&mut self, name: String) -> Res<bool> {
-        let (store, tenant) = match self.access(&name) {
-            Ok(x) => x,
-            Err(e) => return err(e),
-        };
+        let (store, tenant) = guest_try!(self.access(&name));
         match store.head_bucket(&tenant, &name).await {
             Ok(_) => Ok(Ok(true)),
             Err(nimbus_objstore::ObjectError::NoSuchBucket(_)) => Ok(Ok(false)),
@@ -207,13 +201,10 @@ impl blobstore::Host for BlobView<'_> {
     }
 
     async fn copy_object(&mut self, src: types::ObjectId, dest: types::ObjectId) -> Res<()> {
-        let (store, tenant) = match self
-            .access(&src.container)
-            .and(self.access(&dest.container))
-        {
-            Ok(x) => x,
-            Err(e) => return err(e),
-        };
+        let (store, tenant) = guest_try!(
+            self.access(&src.container)
+                .and(self.access(&dest.container))
+        );
         Ok(store
             .copy(
                 &tenant,
@@ -227,24 +218,20 @@ impl blobstore::Host for BlobView<'_> {
     }
 
     async fn move_object(&mut self, src: types::ObjectId, dest: types::ObjectId) -> Res<()> {
-        let (store, tenant) = match self
-            .access(&src.container)
-            .and(self.access(&dest.container))
-        {
-            Ok(x) => x,
-            Err(e) => return err(e),
-        };
-        if let Err(e) = store
-            .copy(
-                &tenant,
-                (&src.container, &src.object),
-                (&dest.container, &dest.object),
-                None,
-            )
-            .await
-        {
-            return err(e);
-        }
+        let (store, tenant) = guest_try!(
+            self.access(&src.container)
+                .and(self.access(&dest.container))
+        );
+        guest_try!(
+            store
+                .copy(
+                    &tenant,
+                    (&src.container, &src.object),
+                    (&dest.container, &dest.object),
+                    None,
+                )
+                .await
+        );
         Ok(store
             .delete(&tenant, &src.container, &src.object)
             .await
@@ -262,10 +249,7 @@ impl container::HostContainer for BlobView<'_> {
 
     async fn info(&mut self, this: Resource<Container>) -> Res<types::ContainerMetadata> {
         let bucket = self.bucket_of(&this)?;
-        let (store, tenant) = match self.access(&bucket) {
-            Ok(x) => x,
-            Err(e) => return err(e),
-        };
+        let (store, tenant) = guest_try!(self.access(&bucket));
         Ok(store
             .head_bucket(&tenant, &bucket)
             .await
@@ -284,10 +268,7 @@ impl container::HostContainer for BlobView<'_> {
         end: u64,
     ) -> Res<Resource<IncomingValue>> {
         let bucket = self.bucket_of(&this)?;
-        let (store, tenant) = match self.access(&bucket) {
-            Ok(x) => x,
-            Err(e) => return err(e),
-        };
+        let (store, tenant) = guest_try!(self.access(&bucket));
         if end < start {
             return err(format!("end ({end}) is before start ({start})"));
         }
@@ -300,10 +281,7 @@ impl container::HostContainer for BlobView<'_> {
             Ok(read) => read,
             // An empty object has no byte 0; reading "all of it" is still fine.
             Err(nimbus_objstore::ObjectError::InvalidRange(0)) if start == 0 => {
-                match store.get(&tenant, &bucket, &name, None).await {
-                    Ok(read) => read,
-                    Err(e) => return err(e),
-                }
+                guest_try!(store.get(&tenant, &bucket, &name, None).await)
             }
             Err(e) => return err(e),
         };
@@ -321,13 +299,8 @@ impl container::HostContainer for BlobView<'_> {
         data: Resource<OutgoingValue>,
     ) -> Res<()> {
         let bucket = self.bucket_of(&this)?;
-        let (store, tenant) = match self.access(&bucket) {
-            Ok(x) => x,
-            Err(e) => return err(e),
-        };
-        if let Err(e) = nimbus_objstore::names::check_key(&name) {
-            return err(e);
-        }
+        let (store, tenant) = guest_try!(self.access(&bucket));
+        guest_try!(nimbus_objstore::names::check_key(&name));
         let value = self.table.get_mut(&data)?;
         if value.put.is_some() {
             return err("write-data was already called for this outgoing-value");
@@ -355,9 +328,7 @@ impl container::HostContainer for BlobView<'_> {
 
     async fn list_objects(&mut self, this: Resource<Container>) -> Res<Resource<ObjectNames>> {
         let bucket = self.bucket_of(&this)?;
-        if let Err(e) = self.access(&bucket) {
-            return err(e);
-        }
+        guest_try!(self.access(&bucket));
         Ok(Ok(self.table.push(ObjectNames {
             bucket,
             after: None,
@@ -367,10 +338,7 @@ impl container::HostContainer for BlobView<'_> {
 
     async fn delete_object(&mut self, this: Resource<Container>, name: String) -> Res<()> {
         let bucket = self.bucket_of(&this)?;
-        let (store, tenant) = match self.access(&bucket) {
-            Ok(x) => x,
-            Err(e) => return err(e),
-        };
+        let (store, tenant) = guest_try!(self.access(&bucket));
         Ok(store
             .delete(&tenant, &bucket, &name)
             .await
@@ -380,24 +348,16 @@ impl container::HostContainer for BlobView<'_> {
 
     async fn delete_objects(&mut self, this: Resource<Container>, names: Vec<String>) -> Res<()> {
         let bucket = self.bucket_of(&this)?;
-        let (store, tenant) = match self.access(&bucket) {
-            Ok(x) => x,
-            Err(e) => return err(e),
-        };
+        let (store, tenant) = guest_try!(self.access(&bucket));
         for name in names {
-            if let Err(e) = store.delete(&tenant, &bucket, &name).await {
-                return err(e);
-            }
+            guest_try!(store.delete(&tenant, &bucket, &name).await);
         }
         Ok(Ok(()))
     }
 
     async fn has_object(&mut self, this: Resource<Container>, name: String) -> Res<bool> {
         let bucket = self.bucket_of(&this)?;
-        let (store, tenant) = match self.access(&bucket) {
-            Ok(x) => x,
-            Err(e) => return err(e),
-        };
+        let (store, tenant) = guest_try!(self.access(&bucket));
         match store.head(&tenant, &bucket, &name).await {
             Ok(_) => Ok(Ok(true)),
             Err(nimbus_objstore::ObjectError::NoSuchKey(..)) => Ok(Ok(false)),
@@ -411,10 +371,7 @@ impl container::HostContainer for BlobView<'_> {
         name: String,
     ) -> Res<types::ObjectMetadata> {
         let bucket = self.bucket_of(&this)?;
-        let (store, tenant) = match self.access(&bucket) {
-            Ok(x) => x,
-            Err(e) => return err(e),
-        };
+        let (store, tenant) = guest_try!(self.access(&bucket));
         Ok(store
             .head(&tenant, &bucket, &name)
             .await
@@ -429,26 +386,18 @@ impl container::HostContainer for BlobView<'_> {
 
     async fn clear(&mut self, this: Resource<Container>) -> Res<()> {
         let bucket = self.bucket_of(&this)?;
-        let (store, tenant) = match self.access(&bucket) {
-            Ok(x) => x,
-            Err(e) => return err(e),
-        };
+        let (store, tenant) = guest_try!(self.access(&bucket));
         loop {
             let query = ListQuery {
                 max: 1000,
                 ..ListQuery::default()
             };
-            let page = match store.list(&tenant, &bucket, query).await {
-                Ok(page) => page,
-                Err(e) => return err(e),
-            };
+            let page = guest_try!(store.list(&tenant, &bucket, query).await);
             if page.objects.is_empty() {
                 return Ok(Ok(()));
             }
             for object in page.objects {
-                if let Err(e) = store.delete(&tenant, &bucket, &object.key).await {
-                    return err(e);
-                }
+                guest_try!(store.delete(&tenant, &bucket, &object.key).await);
             }
         }
     }
@@ -472,20 +421,14 @@ impl container::HostStreamObjectNames for BlobView<'_> {
         if done || len == 0 {
             return Ok(Ok((Vec::new(), done)));
         }
-        let (store, tenant) = match self.access(&bucket) {
-            Ok(x) => x,
-            Err(e) => return err(e),
-        };
+        let (store, tenant) = guest_try!(self.access(&bucket));
         let query = ListQuery {
             prefix: String::new(),
             delimiter: None,
             after,
             max: usize::try_from(len).unwrap_or(1000).min(1000),
         };
-        let page = match store.list(&tenant, &bucket, query).await {
-            Ok(page) => page,
-            Err(e) => return err(e),
-        };
+        let page = guest_try!(store.list(&tenant, &bucket, query).await);
         let names = self.table.get_mut(&this)?;
         names.done = page.next.is_none();
         names.after = page.next;

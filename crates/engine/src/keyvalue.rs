@@ -98,6 +98,16 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     Ok(())
 }
 
+/// `?` for guest-visible errors: returns `Ok(Err(error))` from a host function.
+macro_rules! guest_try {
+    ($e:expr) => {
+        match $e {
+            Ok(value) => value,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
 fn to_wit(err: KvError) -> store::Error {
     if let KvError::Backend(message) = &err {
         tracing::warn!(target: "nimbus::kv", error = %message, "key-value backend error");
@@ -138,10 +148,7 @@ impl store::HostBucket for KvView<'_> {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
         let id = self.store_of(&bucket)?;
-        let kv = match self.backend() {
-            Ok(kv) => kv,
-            Err(e) => return Ok(Err(e)),
-        };
+        let kv = guest_try!(self.backend());
         Ok(kv
             .get(&id, &key)
             .await
@@ -156,10 +163,7 @@ impl store::HostBucket for KvView<'_> {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let id = self.store_of(&bucket)?;
-        let kv = match self.backend() {
-            Ok(kv) => kv,
-            Err(e) => return Ok(Err(e)),
-        };
+        let kv = guest_try!(self.backend());
         Ok(kv
             .set(&id, &key, Bytes::from(value), None)
             .await
@@ -172,10 +176,7 @@ impl store::HostBucket for KvView<'_> {
         key: String,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let id = self.store_of(&bucket)?;
-        let kv = match self.backend() {
-            Ok(kv) => kv,
-            Err(e) => return Ok(Err(e)),
-        };
+        let kv = guest_try!(self.backend());
         Ok(kv.delete(&id, &key).await.map(drop).map_err(to_wit))
     }
 
@@ -185,10 +186,7 @@ impl store::HostBucket for KvView<'_> {
         key: String,
     ) -> wasmtime::Result<Result<bool, store::Error>> {
         let id = self.store_of(&bucket)?;
-        let kv = match self.backend() {
-            Ok(kv) => kv,
-            Err(e) => return Ok(Err(e)),
-        };
+        let kv = guest_try!(self.backend());
         Ok(kv.exists(&id, &key).await.map_err(to_wit))
     }
 
@@ -198,10 +196,7 @@ impl store::HostBucket for KvView<'_> {
         cursor: Option<String>,
     ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
         let id = self.store_of(&bucket)?;
-        let kv = match self.backend() {
-            Ok(kv) => kv,
-            Err(e) => return Ok(Err(e)),
-        };
+        let kv = guest_try!(self.backend());
         Ok(kv
             .list_keys(&id, "", cursor.as_deref(), LIST_PAGE)
             .await
@@ -226,10 +221,7 @@ impl atomics::Host for KvView<'_> {
         delta: i64,
     ) -> wasmtime::Result<Result<i64, store::Error>> {
         let id = self.store_of(&bucket)?;
-        let kv = match self.backend() {
-            Ok(kv) => kv,
-            Err(e) => return Ok(Err(e)),
-        };
+        let kv = guest_try!(self.backend());
         Ok(kv.increment(&id, &key, delta).await.map_err(to_wit))
     }
 
@@ -269,10 +261,7 @@ impl atomics::HostCas for KvView<'_> {
         key: String,
     ) -> wasmtime::Result<Result<Resource<Cas>, store::Error>> {
         let id = self.store_of(&bucket)?;
-        let kv = match self.backend() {
-            Ok(kv) => kv,
-            Err(e) => return Ok(Err(e)),
-        };
+        let kv = guest_try!(self.backend());
         let current = match kv.get(&id, &key).await {
             Ok(current) => current,
             Err(e) => return Ok(Err(to_wit(e))),
@@ -305,10 +294,7 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
         let id = self.store_of(&bucket)?;
-        let kv = match self.backend() {
-            Ok(kv) => kv,
-            Err(e) => return Ok(Err(e)),
-        };
+        let kv = guest_try!(self.backend());
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             match kv.get(&id, &key).await {
@@ -325,10 +311,7 @@ impl batch::Host for KvView<'_> {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let id = self.store_of(&bucket)?;
-        let kv = match self.backend() {
-            Ok(kv) => kv,
-            Err(e) => return Ok(Err(e)),
-        };
+        let kv = guest_try!(self.backend());
         // Check every pair first, so a bad one fails the batch before anything is written.
         for (key, value) in &key_values {
             if let Err(e) = nimbus_kv::check(key, Some(value)) {
@@ -354,10 +337,7 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         let id = self.store_of(&bucket)?;
-        let kv = match self.backend() {
-            Ok(kv) => kv,
-            Err(e) => return Ok(Err(e)),
-        };
+        let kv = guest_try!(self.backend());
         let deletes = keys.iter().map(|key| kv.delete(&id, key));
         for result in futures::future::join_all(deletes).await {
             if let Err(e) = result {

@@ -62,27 +62,38 @@ fn edge(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit()
 }
 
-/// `buckets`: each a valid S3 bucket name, none twice.
-pub(crate) fn validate_buckets(
+/// A list of names under `field`: each passes `check`, none appears twice.
+pub(crate) fn validate_names(
     raw: Option<Spanned<StringList>>,
+    field: &str,
     at: &str,
     src: &Source<'_>,
-) -> Result<Vec<String>, ManifestError> {
-    let mut names: Vec<String> = Vec::new();
+    check: fn(&str) -> Result<(), String>,
+) -> Result<Vec<Spanned<String>>, ManifestError> {
+    let mut names: Vec<Spanned<String>> = Vec::new();
     for entry in raw.map(|l| l.into_inner().0).unwrap_or_default() {
-        let field = format!("{at}: buckets");
-        check_bucket_name(entry.get_ref())
-            .map_err(|m| src.error(entry.span(), field.clone(), m))?;
-        if names.contains(entry.get_ref()) {
+        let field = format!("{at}: {field}");
+        check(entry.get_ref()).map_err(|m| src.error(entry.span(), field.clone(), m))?;
+        if names.iter().any(|n| n.get_ref() == entry.get_ref()) {
             return Err(src.error(
                 entry.span(),
                 field,
                 format!("\"{}\" is listed twice", entry.get_ref()),
             ));
         }
-        names.push(entry.into_inner());
+        names.push(entry);
     }
     Ok(names)
+}
+
+/// `buckets`: S3 bucket names, none twice.
+pub(crate) fn validate_buckets(
+    raw: Option<Spanned<StringList>>,
+    at: &str,
+    src: &Source<'_>,
+) -> Result<Vec<String>, ManifestError> {
+    let names = validate_names(raw, "buckets", at, src, check_bucket_name)?;
+    Ok(names.into_iter().map(Spanned::into_inner).collect())
 }
 
 pub(crate) type RawConfig = Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>;
@@ -110,22 +121,12 @@ pub(crate) fn validate_config(
         }
         values.insert(key.into_inner(), value.into_inner());
     }
-    let mut names: Vec<String> = Vec::new();
-    for entry in secrets.map(|l| l.into_inner().0).unwrap_or_default() {
-        let field = format!("{at}: secrets");
-        check_config_name(entry.get_ref())
-            .map_err(|m| src.error(entry.span(), field.clone(), m))?;
-        if names.contains(entry.get_ref()) {
-            return Err(src.error(
-                entry.span(),
-                field,
-                format!("\"{}\" is listed twice", entry.get_ref()),
-            ));
-        }
+    let mut names = Vec::new();
+    for entry in validate_names(secrets, "secrets", at, src, check_config_name)? {
         if values.contains_key(entry.get_ref()) {
             return Err(src.error(
                 entry.span(),
-                field,
+                format!("{at}: secrets"),
                 format!(
                     "\"{}\" is also a key of [function.config]; a name is either config or a secret",
                     entry.get_ref()

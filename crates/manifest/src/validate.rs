@@ -344,20 +344,9 @@ fn validate_stores(
     at: &str,
     src: &Source<'_>,
 ) -> Result<Vec<String>, ManifestError> {
-    let mut stores: Vec<String> = Vec::new();
-    for entry in raw.map(|l| l.into_inner().0).unwrap_or_default() {
-        let field = format!("{at}: key_value_stores");
-        check_name(&entry).map_err(|m| src.error(entry.span(), field.clone(), m))?;
-        if stores.contains(entry.get_ref()) {
-            return Err(src.error(
-                entry.span(),
-                field,
-                format!("\"{}\" is listed twice", entry.get_ref()),
-            ));
-        }
-        stores.push(entry.into_inner());
-    }
-    Ok(stores)
+    let names =
+        crate::config::validate_names(raw, "key_value_stores", at, src, check_resource_name)?;
+    Ok(names.into_iter().map(Spanned::into_inner).collect())
 }
 
 /// App and function names: DNS-label-like, because they appear in host names and URLs.
