@@ -9,8 +9,11 @@ use nimbus_cli::commands;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // s3s logs every client mistake (a bad signature, a missing key) at ERROR; Nimbus logs the
+    // S3 failures that are its own (`nimbus_objstore::s3`), so s3s's request log is off unless
+    // NIMBUS_LOG asks for it.
     let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,s3s::ops=off"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
