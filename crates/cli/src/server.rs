@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use crate::services::KvSetting;
-use crate::services::{open_kv, open_objects, open_secrets};
+use crate::services::{master_key, open_kv, open_objects, open_secrets};
 use anyhow::Context;
 use nimbus_control::api::ApiState;
 use nimbus_control::blobs::BlobStore;
@@ -93,8 +93,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         engine_config.keep_resident_bytes = bytes;
     }
     let kv = open_kv(&config.kv, data).await?;
-    let objects = open_objects(data)?;
-    let secrets = Arc::new(open_secrets(config.secrets_key_file.as_deref(), data)?);
+    let master_key = master_key(config.secrets_key_file.as_deref(), data)?;
+    let objects = open_objects(&master_key, data)?;
+    let secrets = Arc::new(open_secrets(&master_key, data)?);
     let services = Services {
         kv: Some(kv.clone()),
         secrets: Some(secrets),

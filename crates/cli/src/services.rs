@@ -9,7 +9,7 @@ use nimbus_kv::embedded::EmbeddedKv;
 use nimbus_kv::nats_backend::NatsKv;
 use nimbus_kv::redis_backend::RedisKv;
 use nimbus_objstore::ObjectService;
-use nimbus_secrets::{MasterKey, SecretStore};
+use nimbus_secrets::{MasterKey, Sealer, SecretStore};
 
 /// The key-value backend, as given to `--kv`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,10 +49,10 @@ impl std::fmt::Display for KvSetting {
     }
 }
 
-/// Opens the secret store with the operator's key file, or with `<data>/secrets.key`
-/// (created on first start).
-pub(crate) fn open_secrets(key_file: Option<&Path>, data: &Path) -> anyhow::Result<SecretStore> {
-    let key = match key_file {
+/// The master key that seals app secrets and S3 access-key secrets: from the operator's key
+/// file, or `<data>/secrets.key` (created on first start).
+pub(crate) fn master_key(key_file: Option<&Path>, data: &Path) -> anyhow::Result<MasterKey> {
+    Ok(match key_file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the secrets key file {}", path.display()))?;
@@ -67,8 +67,12 @@ pub(crate) fn open_secrets(key_file: Option<&Path>, data: &Path) -> anyhow::Resu
             }
             key
         }
-    };
-    Ok(SecretStore::open(&data.join("secrets.redb"), &key)?)
+    })
+}
+
+/// Opens the secret store under `data`.
+pub(crate) fn open_secrets(key: &MasterKey, data: &Path) -> anyhow::Result<SecretStore> {
+    Ok(SecretStore::open(&data.join("secrets.redb"), key)?)
 }
 
 /// The JetStream KV bucket Nimbus keeps its keys in.
@@ -101,8 +105,8 @@ pub(crate) async fn open_kv(
 }
 
 /// Opens the embedded object store under `<data>/objects`.
-pub(crate) fn open_objects(data: &Path) -> anyhow::Result<ObjectService> {
+pub(crate) fn open_objects(key: &MasterKey, data: &Path) -> anyhow::Result<ObjectService> {
     let dir = data.join("objects");
-    ObjectService::open(&dir)
+    ObjectService::open(&dir, Sealer::new(key))
         .with_context(|| format!("cannot open the object store in {}", dir.display()))
 }

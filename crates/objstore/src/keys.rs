@@ -1,14 +1,17 @@
 //! Access keys for the S3 API: issued by Nimbus (`nimbus keys create`), one tenant each.
 //!
-//! SigV4 needs the secret itself to verify a signature, so secrets are stored retrievable, in
-//! the object store's database under the data dir (which only the Nimbus user can read); they
-//! are shown once, when created, and never listed.
+//! SigV4 needs the secret itself to verify a signature, so secrets are stored retrievable — but
+//! sealed with the platform's master key (the one that encrypts app secrets), bound to their
+//! key id: the object database alone reveals none of them. They are shown once, when created,
+//! and never listed.
 
 use std::sync::Arc;
 
 use rand::Rng;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+
+use nimbus_secrets::Sealer;
 
 use crate::ObjectError;
 use crate::error::store_err;
@@ -37,7 +40,8 @@ pub struct KeyInfo {
 
 #[derive(Serialize, Deserialize)]
 struct KeyRecord {
-    secret: String,
+    /// Hex of the sealed secret (context `s3-key/<id>`).
+    sealed_secret: String,
     tenant: String,
     created_at_ms: u64,
 }
@@ -46,6 +50,11 @@ struct KeyRecord {
 #[derive(Clone)]
 pub struct KeyStore {
     db: Arc<Database>,
+    sealer: Sealer,
+}
+
+fn context(access_key_id: &str) -> String {
+    format!("s3-key/{access_key_id}")
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -62,12 +71,12 @@ fn random(len: usize, alphabet: &[u8]) -> String {
 }
 
 impl KeyStore {
-    /// A key store in `db` (the object store's database).
-    pub fn new(db: Arc<Database>) -> Result<Self, ObjectError> {
+    /// A key store in `db` (the object store's database), sealing secrets with `sealer`.
+    pub fn new(db: Arc<Database>, sealer: Sealer) -> Result<Self, ObjectError> {
         let txn = db.begin_write().map_err(store_err)?;
         txn.open_table(KEYS).map_err(store_err)?;
         txn.commit().map_err(store_err)?;
-        Ok(Self { db })
+        Ok(Self { db, sealer })
     }
 
     /// Issues a key for `tenant`.
@@ -79,8 +88,15 @@ impl KeyStore {
             secret_access_key: random(40, SECRET),
             tenant: tenant.to_owned(),
         };
+        let sealed = self
+            .sealer
+            .seal(
+                &context(&key.access_key_id),
+                key.secret_access_key.as_bytes(),
+            )
+            .map_err(store_err)?;
         let record = serde_json::to_vec(&KeyRecord {
-            secret: key.secret_access_key.clone(),
+            sealed_secret: hex::encode(sealed),
             tenant: tenant.to_owned(),
             created_at_ms: crate::now_ms(),
         })
@@ -135,9 +151,50 @@ impl KeyStore {
         match table.get(access_key_id).map_err(store_err)? {
             Some(v) => {
                 let record: KeyRecord = serde_json::from_slice(v.value()).map_err(store_err)?;
-                Ok(Some((record.secret, record.tenant)))
+                let sealed = hex::decode(&record.sealed_secret).map_err(store_err)?;
+                let secret = self
+                    .sealer
+                    .open(&context(access_key_id), &sealed)
+                    .map_err(store_err)?;
+                let secret = String::from_utf8(secret.to_vec()).map_err(store_err)?;
+                Ok(Some((secret, record.tenant)))
             }
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nimbus_secrets::MasterKey;
+
+    fn sealer(byte: u8) -> Sealer {
+        Sealer::new(&MasterKey::from_hex(&hex::encode([byte; 32])).unwrap())
+    }
+
+    #[test]
+    fn secrets_are_sealed_at_rest_and_need_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("objects.redb");
+        let key = {
+            let db = Arc::new(Database::create(&path).unwrap());
+            let keys = KeyStore::new(db, sealer(1)).unwrap();
+            let key = keys.create("t").unwrap();
+            assert_eq!(
+                keys.lookup(&key.access_key_id).unwrap().unwrap(),
+                (key.secret_access_key.clone(), "t".to_owned())
+            );
+            assert!(keys.list("other").unwrap().is_empty());
+            assert!(!keys.delete("other", &key.access_key_id).unwrap());
+            key
+        };
+        let bytes = std::fs::read(&path).unwrap();
+        let secret = key.secret_access_key.as_bytes();
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret));
+        // Another master key cannot open it.
+        let db = Arc::new(Database::create(&path).unwrap());
+        let keys = KeyStore::new(db, sealer(2)).unwrap();
+        assert!(keys.lookup(&key.access_key_id).is_err());
     }
 }

@@ -39,10 +39,11 @@ pub struct ObjectService {
 }
 
 impl ObjectService {
-    /// Opens the embedded store and key store under `dir`.
-    pub fn open(dir: &Path) -> Result<Self, ObjectError> {
+    /// Opens the embedded store and key store under `dir`; access-key secrets are sealed with
+    /// `sealer`.
+    pub fn open(dir: &Path, sealer: nimbus_secrets::Sealer) -> Result<Self, ObjectError> {
         let store = FsStore::open(dir)?;
-        let keys = KeyStore::new(store.database())?;
+        let keys = KeyStore::new(store.database(), sealer)?;
         Ok(Self {
             store: Arc::new(store),
             keys,

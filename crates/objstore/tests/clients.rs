@@ -36,7 +36,8 @@ struct Server {
 
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let service = ObjectService::open(dir.path()).unwrap();
+    let key = nimbus_secrets::MasterKey::from_hex(&"07".repeat(32)).unwrap();
+    let service = ObjectService::open(dir.path(), nimbus_secrets::Sealer::new(&key)).unwrap();
     let key = service.keys.create("default").unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());

@@ -15,14 +15,17 @@
 //!
 //! - [`key`]: the master key — load, create, parse.
 //! - [`store`]: [`SecretStore`] — set, remove, list, resolve.
+//! - [`seal`]: [`Sealer`] — the authenticated encryption itself, shared with other stores.
 //! - [`error`]: the error type, [`SecretError`].
 
 pub mod error;
 pub mod key;
+pub mod seal;
 pub mod store;
 
 pub use error::SecretError;
 pub use key::MasterKey;
+pub use seal::Sealer;
 pub use store::{Secret, SecretInfo, SecretStore};
 
 /// Longest secret value accepted, in bytes.

@@ -6,19 +6,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use chacha20poly1305::aead::{Aead, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce};
-use rand::RngCore;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::seal::Sealer;
 use crate::{MAX_SECRET_BYTES, MasterKey, SecretError, check_name};
 
-/// Row: `tenant/app/name` → `[format = 1][updated_at_ms: u64 LE][nonce: 12][ciphertext + tag]`.
+/// Row: `tenant/app/name` → `[format = 1][updated_at_ms: u64 LE][sealed value]` (see
+/// [`Sealer`]), the full name as associated data.
 const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 const FORMAT: u8 = 1;
-const HEADER: usize = 1 + 8 + 12;
+/// Format byte and update time, before the sealed value.
+const HEADER: usize = 1 + 8;
 
 /// A decrypted secret value. Zeroed on drop; `Debug` prints `***`.
 pub struct Secret(Zeroizing<String>);
@@ -50,7 +50,7 @@ type Snapshot = BTreeMap<String, Arc<Secret>>;
 /// Secrets of every app, sealed on disk.
 pub struct SecretStore {
     db: Database,
-    cipher: ChaCha20Poly1305,
+    sealer: Sealer,
     snapshot: ArcSwap<Snapshot>,
     /// Serialises writers so the snapshot follows the database's order of changes.
     write: Mutex<()>,
@@ -86,7 +86,7 @@ impl SecretStore {
         let txn = db.begin_write().map_err(store_err)?;
         txn.open_table(SECRETS).map_err(store_err)?;
         txn.commit().map_err(store_err)?;
-        let cipher = key.cipher();
+        let sealer = Sealer::new(key);
         let mut snapshot = Snapshot::new();
         {
             let txn = db.begin_read().map_err(store_err)?;
@@ -94,13 +94,13 @@ impl SecretStore {
             for row in table.iter().map_err(store_err)? {
                 let (name, sealed) = row.map_err(store_err)?;
                 let name = name.value().to_owned();
-                let plain = open_sealed(&cipher, &name, sealed.value())?;
+                let plain = open_sealed(&sealer, &name, sealed.value())?;
                 snapshot.insert(name, Arc::new(plain));
             }
         }
         Ok(Self {
             db,
-            cipher,
+            sealer,
             snapshot: ArcSwap::from_pointee(snapshot),
             write: Mutex::new(()),
         })
@@ -116,7 +116,7 @@ impl SecretStore {
             )));
         }
         let full = full_name(tenant, app, name);
-        let sealed = seal(&self.cipher, &full, value)?;
+        let sealed = seal(&self.sealer, &full, value)?;
         let _guard = self
             .write
             .lock()
@@ -197,42 +197,21 @@ impl SecretStore {
     }
 }
 
-fn seal(cipher: &ChaCha20Poly1305, full: &str, value: &str) -> Result<Vec<u8>, SecretError> {
-    let mut nonce = [0u8; 12];
-    rand::rng().fill_bytes(&mut nonce);
-    let ciphertext = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: value.as_bytes(),
-                aad: full.as_bytes(),
-            },
-        )
-        .map_err(|_| SecretError::Store("encryption failed".into()))?;
-    let mut row = Vec::with_capacity(HEADER + ciphertext.len());
+fn seal(sealer: &Sealer, full: &str, value: &str) -> Result<Vec<u8>, SecretError> {
+    let sealed = sealer.seal(full, value.as_bytes())?;
+    let mut row = Vec::with_capacity(HEADER + sealed.len());
     row.push(FORMAT);
     row.extend_from_slice(&now_ms().to_le_bytes());
-    row.extend_from_slice(&nonce);
-    row.extend_from_slice(&ciphertext);
+    row.extend_from_slice(&sealed);
     Ok(row)
 }
 
-fn open_sealed(cipher: &ChaCha20Poly1305, full: &str, row: &[u8]) -> Result<Secret, SecretError> {
-    let decrypt = || SecretError::Decrypt(full.to_owned());
+fn open_sealed(sealer: &Sealer, full: &str, row: &[u8]) -> Result<Secret, SecretError> {
     if row.len() < HEADER || row[0] != FORMAT {
-        return Err(decrypt());
+        return Err(SecretError::Decrypt(full.to_owned()));
     }
-    let plain = cipher
-        .decrypt(
-            Nonce::from_slice(&row[9..HEADER]),
-            Payload {
-                msg: &row[HEADER..],
-                aad: full.as_bytes(),
-            },
-        )
-        .map_err(|_| decrypt())?;
-    let plain = Zeroizing::new(plain);
-    let text = std::str::from_utf8(&plain).map_err(|_| decrypt())?;
+    let plain = sealer.open(full, &row[9..])?;
+    let text = std::str::from_utf8(&plain).map_err(|_| SecretError::Decrypt(full.to_owned()))?;
     Ok(Secret(Zeroizing::new(text.to_owned())))
 }
 
@@ -311,10 +290,10 @@ mod tests {
 
     #[test]
     fn a_sealed_value_moved_to_another_name_does_not_open() {
-        let cipher = key(1).cipher();
-        let sealed = seal(&cipher, "t/a/one", "value").unwrap();
-        assert!(open_sealed(&cipher, "t/a/one", &sealed).is_ok());
-        assert!(open_sealed(&cipher, "t/a/two", &sealed).is_err());
+        let sealer = Sealer::new(&key(1));
+        let sealed = seal(&sealer, "t/a/one", "value").unwrap();
+        assert!(open_sealed(&sealer, "t/a/one", &sealed).is_ok());
+        assert!(open_sealed(&sealer, "t/a/two", &sealed).is_err());
     }
 
     #[test]
