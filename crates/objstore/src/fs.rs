@@ -51,6 +51,8 @@ const PARTS: TableDefinition<&str, &[u8]> = TableDefinition::new("parts");
 
 /// Write buffer between the network and the file.
 const WRITE_BUFFER: usize = 1 << 20;
+/// Bytes received between background flushes of a body being written.
+const FLUSH_EVERY: u64 = 32 << 20;
 /// Read chunk size.
 const READ_CHUNK: usize = 256 << 10;
 
@@ -248,6 +250,17 @@ impl FsStore {
             let file = tokio::fs::File::create(&tmp)
                 .await
                 .map_err(ObjectError::io("creating a temporary file"))?;
+            // A second handle on the same file, to flush what is written so far in the
+            // background while more arrives: the final fsync then has little left to do.
+            let flusher = Arc::new(
+                file.try_clone()
+                    .await
+                    .map_err(ObjectError::io("opening a temporary file"))?
+                    .into_std()
+                    .await,
+            );
+            let mut flushing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
+            let mut unflushed: u64 = 0;
             let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
             let mut size: u64 = 0;
             while let Some(chunk) = body.next().await {
@@ -258,6 +271,7 @@ impl FsStore {
                         "bodies are at most {limit} bytes"
                     )));
                 }
+                unflushed += chunk.len() as u64;
                 chunks
                     .send(chunk.clone())
                     .await
@@ -265,10 +279,18 @@ impl FsStore {
                 out.write_all(&chunk)
                     .await
                     .map_err(ObjectError::io("writing object data"))?;
+                if unflushed >= FLUSH_EVERY && flushing.as_ref().is_none_or(|f| f.is_finished()) {
+                    unflushed = 0;
+                    let handle = flusher.clone();
+                    flushing = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
+                }
             }
             out.flush()
                 .await
                 .map_err(ObjectError::io("writing object data"))?;
+            if let Some(flushing) = flushing {
+                let _ = flushing.await;
+            }
             let file = out.into_inner();
             file.sync_all()
                 .await
