@@ -64,6 +64,10 @@ const WIT_0_2_10: Files = &[
         "wit/deps/blobstore.wit",
         include_str!("../../../guests/wit-0.2.10/deps/blobstore.wit"),
     ),
+    (
+        "wit/deps/events.wit",
+        include_str!("../../../guests/wit-0.2.10/deps/events.wit"),
+    ),
 ];
 
 const PYTHON: Files = &[
@@ -119,6 +123,10 @@ const WIT_0_2_12: Files = &[
     (
         "wit/deps/blobstore.wit",
         include_str!("../../../guests/wit/deps/blobstore.wit"),
+    ),
+    (
+        "wit/deps/events.wit",
+        include_str!("../../../guests/wit/deps/events.wit"),
     ),
 ];
 

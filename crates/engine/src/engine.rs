@@ -11,6 +11,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use crate::cache::{ArtifactCache, component_digest};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
+use crate::event::{EventFunction, EventHandlerPre};
 use crate::function::{FunctionSpec, HttpFunction};
 use crate::host::HostState;
 use crate::services::Services;
@@ -173,6 +174,26 @@ impl Engine {
             .map_err(|e| EngineError::MissingImport(format!("{e:#}")))?;
         let proxy = ProxyPre::new(pre).map_err(|e| EngineError::WrongWorld(format!("{e:#}")))?;
         Ok(HttpFunction::new(self.clone(), proxy, spec))
+    }
+
+    /// Type-checks `component` as an event handler (`nimbus:events/handler`) and
+    /// pre-instantiates it for one function.
+    pub fn prepare_event(
+        &self,
+        component: &LoadedComponent,
+        spec: FunctionSpec,
+    ) -> Result<EventFunction, EngineError> {
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component.component)
+            .map_err(|e| EngineError::MissingImport(format!("{e:#}")))?;
+        let pre = EventHandlerPre::new(pre).map_err(|e| {
+            EngineError::WrongWorld(format!(
+                "{e:#} (an event function exports nimbus:events/handler@0.1.0)"
+            ))
+        })?;
+        Ok(EventFunction::new(self.clone(), pre, spec))
     }
 
     pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {

@@ -1,4 +1,4 @@
-//! A prepared function version and one invocation of it.
+//! A prepared HTTP function version and one request to it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -6,21 +6,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use nimbus_manifest::{Limits, OutboundHost};
-use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
-use crate::blobstore::BlobCtx;
 use crate::engine::Engine;
 use crate::error::{EngineError, InvokeError};
-use crate::guest_log::{GuestLog, LogTags};
-use crate::host::{CpuMeter, HostState};
-use crate::keyvalue::KvCtx;
-use crate::outbound::OutboundPolicy;
-use wasmtime_wasi_config::WasiConfigVariables;
+use crate::host::HostState;
+use crate::runtime::{FunctionRuntime, classify};
 
 /// The body type of responses produced by functions.
 pub type ResponseBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -63,51 +56,21 @@ pub struct Invocation {
 /// A function version ready to serve: a pre-instantiated component plus its limits.
 #[derive(Clone)]
 pub struct HttpFunction {
-    engine: Engine,
+    rt: Arc<FunctionRuntime>,
     pre: ProxyPre<HostState>,
-    spec: Arc<FunctionSpec>,
-    env: Arc<[(String, String)]>,
-    allowed: Arc<[OutboundHost]>,
-    kv: KvCtx,
-    blob: BlobCtx,
-    config: Arc<WasiConfigVariables>,
-    secrets: Arc<[String]>,
-    app: Arc<str>,
-    name: Arc<str>,
 }
 
 impl HttpFunction {
     pub(crate) fn new(engine: Engine, pre: ProxyPre<HostState>, spec: FunctionSpec) -> Self {
         Self {
-            env: spec
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            allowed: spec.allowed_outbound_hosts.clone().into(),
-            kv: KvCtx::new(
-                engine.services().kv.clone(),
-                spec.tenant.as_str().into(),
-                spec.key_value_stores.clone().into(),
-            ),
-            blob: BlobCtx::new(
-                engine.services().objects.clone(),
-                spec.tenant.as_str().into(),
-                spec.buckets.clone().into(),
-            ),
-            config: Arc::new(spec.config.clone().into_iter().collect()),
-            secrets: spec.secrets.clone().into(),
-            app: spec.app.as_str().into(),
-            name: spec.function.as_str().into(),
-            engine,
+            rt: Arc::new(FunctionRuntime::new(engine, spec)),
             pre,
-            spec: Arc::new(spec),
         }
     }
 
     /// The function's spec.
     pub fn spec(&self) -> &FunctionSpec {
-        &self.spec
+        &self.rt.spec
     }
 
     /// Instantiates the function once and drops the instance, without calling it.
@@ -117,7 +80,7 @@ impl HttpFunction {
     /// at deploy time, and the first real request finds a warm pool slot (its pages mapped)
     /// instead of paying for that.
     pub async fn warm_up(&self) -> Result<(), EngineError> {
-        let mut store = self.new_store(&Invocation {
+        let mut store = self.rt.new_store(&Invocation {
             request_id: "warm-up".into(),
         });
         self.pre
@@ -139,9 +102,9 @@ impl HttpFunction {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let limits = self.spec.limits;
+        let limits = self.rt.spec.limits;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(limits.timeout_ms);
-        let mut store = self.new_store(&invocation);
+        let mut store = self.rt.new_store(&invocation);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()
@@ -189,86 +152,10 @@ impl HttpFunction {
             Err(_) => Err(InvokeError::Timeout(limits.timeout_ms)),
         }
     }
-
-    /// The `wasi:config` values of one invocation: the manifest's, plus the declared secrets'
-    /// current values (a secret that is not set is absent).
-    fn config_values(&self) -> Arc<WasiConfigVariables> {
-        let store = match &self.engine.services().secrets {
-            Some(store) if !self.secrets.is_empty() => store,
-            _ => return self.config.clone(),
-        };
-        let spec = &self.spec;
-        let literals = spec.config.iter().map(|(k, v)| (k.clone(), v.clone()));
-        let secrets = self.secrets.iter().filter_map(|name| {
-            store
-                .resolve(&spec.tenant, &spec.app, name)
-                .map(|secret| (name.clone(), secret.expose().to_owned()))
-        });
-        Arc::new(literals.chain(secrets).collect())
-    }
-
-    fn new_store(&self, invocation: &Invocation) -> Store<HostState> {
-        let config = self.engine.config();
-        let limits = self.spec.limits;
-        let log = GuestLog::new(
-            LogTags {
-                request_id: invocation.request_id.clone(),
-                app: self.app.clone(),
-                function: self.name.clone(),
-            },
-            config.guest_log_limit,
-        );
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.envs(&self.env)
-            .stdout(log.stdout())
-            .stderr(log.stderr());
-        let memory_bytes = usize::try_from(u64::from(limits.memory_mb) << 20).unwrap_or(usize::MAX);
-        let tick_ms = config.epoch_tick.as_millis().max(1) as u64;
-        let state = HostState {
-            wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            kv: self.kv.clone(),
-            blob: self.blob.clone(),
-            config: self.config_values(),
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
-                .trap_on_grow_failure(false)
-                .build(),
-            outbound: OutboundPolicy::new(self.allowed.clone(), invocation.request_id.clone()),
-            cpu: CpuMeter {
-                budget_ticks: limits.cpu_time_ms.div_ceil(tick_ms),
-                used_ticks: 0,
-                exhausted: false,
-            },
-        };
-        let mut store = Store::new(self.engine.wasmtime(), state);
-        store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut ctx| {
-            let cpu = &mut ctx.data_mut().cpu;
-            cpu.used_ticks += 1;
-            if cpu.used_ticks > cpu.budget_ticks {
-                cpu.exhausted = true;
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                // Yield so a busy guest shares its worker thread with other requests.
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        store
-    }
-}
-
-fn classify(err: &wasmtime::Error, cpu: CpuMeter, limits: Limits) -> InvokeError {
-    if cpu.exhausted {
-        return InvokeError::CpuBudget(limits.cpu_time_ms);
-    }
-    InvokeError::Trap(format!("{err:?}"))
 }
 
 /// Aborts the invocation task when the caller goes away before the response head.
-struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+pub(crate) struct AbortOnDrop(pub(crate) Option<tokio::task::AbortHandle>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -21,7 +21,10 @@
 //! - [`config`]: tunables of the engine (pool sizes, epoch tick, cache directory).
 //! - [`engine`]: the wasmtime `Engine` + `Linker`, the epoch ticker, load and prepare.
 //! - [`cache`]: the content-addressed, crash-safe compiled-artifact cache.
-//! - [`function`]: a prepared function version and one invocation of it.
+//! - [`function`]: a prepared HTTP function version and one request to it.
+//! - [`event`]: a prepared event-handler function version (`nimbus:events/handler`) and one
+//!   event delivered to it.
+//! - `runtime`: what both share — capabilities resolved once, one `Store` per invocation.
 //! - [`host`]: the per-invocation store data (WASI, wasi-http, limits).
 //! - [`keyvalue`]: `wasi:keyvalue` for guests, on a [`nimbus_kv::KvBackend`], limited to the
 //!   stores the function declares.
@@ -37,16 +40,19 @@ pub mod cache;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod event;
 pub mod function;
 pub mod guest_log;
 pub mod host;
 pub mod keyvalue;
 pub mod outbound;
+mod runtime;
 pub mod services;
 
 pub use cache::ArtifactCache;
 pub use config::EngineConfig;
 pub use engine::{Engine, LoadedComponent};
 pub use error::{EngineError, InvokeError};
+pub use event::{Event, EventFunction};
 pub use function::{FunctionSpec, HttpFunction, Invocation, ResponseBody};
 pub use services::Services;

@@ -107,6 +107,26 @@ pub fn js_world(source: &str, world: &str) -> PathBuf {
     })
 }
 
+/// A Python guest from a directory holding `app.py` (relative to the repo root), for `world`.
+pub fn py(dir: &str, world: &str) -> PathBuf {
+    let root = repo_root();
+    let inputs = vec![
+        root.join(dir).join("app.py"),
+        root.join("guests/py/build.sh"),
+        root.join("guests/wit/world.wit"),
+    ];
+    let stem = Path::new(dir)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    cached(&format!("py-{stem}-{world}"), &inputs, |out| {
+        let mut cmd = Command::new("bash");
+        cmd.arg("guests/py/build.sh").arg(dir).arg(out).arg(world);
+        cmd
+    })
+}
+
 /// The component of an example app's function, built with the example's own `build` command
 /// (cached by a hash of the example's sources). Returns (manifest text, component path).
 pub fn example(app: &str, function: &str) -> (String, PathBuf) {

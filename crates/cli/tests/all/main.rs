@@ -11,6 +11,7 @@
 
 mod cli;
 mod deploy;
+mod events;
 mod examples;
 mod gateway;
 mod guests;

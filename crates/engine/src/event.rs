@@ -1,0 +1,125 @@
+//! A prepared event-handler function version and one event delivered to it.
+//!
+//! Event-driven functions (queue consumers, cron jobs, storage-change handlers) export
+//! `nimbus:events/handler@0.1.0` (`wit/events/world.wit`) instead of `wasi:http`: one call per
+//! event, a CloudEvents 1.0-shaped record in, `ok` or `err(message)` out. Each event gets a
+//! fresh instance under the function's limits, as HTTP requests do.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::Engine;
+use crate::error::{EngineError, InvokeError};
+use crate::function::{FunctionSpec, Invocation};
+use crate::host::HostState;
+use crate::runtime::{FunctionRuntime, classify};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit/events",
+        world: "nimbus:events/event-handler",
+        exports: { default: async },
+        require_store_data_send: true,
+    });
+}
+
+pub(crate) use bindings::EventHandlerPre;
+use bindings::nimbus::events::types::Event as WitEvent;
+
+/// A CloudEvents 1.0 event, as handed to a function.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Event {
+    /// Unique per source.
+    pub id: String,
+    /// What produced it (`/queues/orders`, ...).
+    pub source: String,
+    /// Reverse-DNS type (`dev.nimbus.queue.message`, ...).
+    pub ty: String,
+    /// What it is about within the source.
+    pub subject: Option<String>,
+    /// RFC 3339 time.
+    pub time: Option<String>,
+    /// Media type of `data`.
+    pub datacontenttype: Option<String>,
+    /// Payload.
+    pub data: Option<Vec<u8>>,
+    /// Extension attributes.
+    pub extensions: Vec<(String, String)>,
+}
+
+impl From<Event> for WitEvent {
+    fn from(e: Event) -> Self {
+        WitEvent {
+            id: e.id,
+            source: e.source,
+            type_: e.ty,
+            subject: e.subject,
+            time: e.time,
+            datacontenttype: e.datacontenttype,
+            data: e.data,
+            extensions: e.extensions,
+        }
+    }
+}
+
+/// An event-handler function version ready to take events.
+#[derive(Clone)]
+pub struct EventFunction {
+    rt: Arc<FunctionRuntime>,
+    pre: EventHandlerPre<HostState>,
+}
+
+impl EventFunction {
+    pub(crate) fn new(engine: Engine, pre: EventHandlerPre<HostState>, spec: FunctionSpec) -> Self {
+        Self {
+            rt: Arc::new(FunctionRuntime::new(engine, spec)),
+            pre,
+        }
+    }
+
+    /// The function's spec.
+    pub fn spec(&self) -> &FunctionSpec {
+        &self.rt.spec
+    }
+
+    /// Instantiates the function once without calling it (see [`crate::HttpFunction::warm_up`]).
+    pub async fn warm_up(&self) -> Result<(), EngineError> {
+        let mut store = self.rt.new_store(&Invocation {
+            request_id: "warm-up".into(),
+        });
+        self.pre
+            .instantiate_async(&mut store)
+            .await
+            .map(drop)
+            .map_err(|e| EngineError::Instantiate(format!("{e:#}")))
+    }
+
+    /// Delivers one event to a fresh instance. `Ok(Ok(()))`: handled; `Ok(Err(message))`: the
+    /// handler reported a failure; `Err`: the invocation itself failed (trap, timeout, CPU
+    /// budget, instantiation).
+    pub async fn handle(
+        &self,
+        event: Event,
+        invocation: Invocation,
+    ) -> Result<Result<(), String>, InvokeError> {
+        let limits = self.rt.spec.limits;
+        let mut store = self.rt.new_store(&invocation);
+        let event = WitEvent::from(event);
+        let run = async {
+            let guest = self
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
+            let result = guest
+                .nimbus_events_handler()
+                .call_handle(&mut store, &event)
+                .await;
+            result.map_err(|e| classify(&e, store.data().cpu, limits))
+        };
+        match tokio::time::timeout(Duration::from_millis(limits.timeout_ms), run).await {
+            Ok(result) => result,
+            Err(_) => Err(InvokeError::Timeout(limits.timeout_ms)),
+        }
+    }
+}

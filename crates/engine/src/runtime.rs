@@ -1,0 +1,141 @@
+//! What every kind of function shares: its spec, its capabilities, and how one invocation's
+//! `Store` is built under its limits.
+
+use std::sync::Arc;
+
+use nimbus_manifest::{Limits, OutboundHost};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_config::WasiConfigVariables;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use crate::blobstore::BlobCtx;
+use crate::engine::Engine;
+use crate::error::InvokeError;
+use crate::function::{FunctionSpec, Invocation};
+use crate::guest_log::{GuestLog, LogTags};
+use crate::host::{CpuMeter, HostState};
+use crate::keyvalue::KvCtx;
+use crate::outbound::OutboundPolicy;
+
+/// A function version's spec with its capabilities resolved once, at prepare time.
+pub(crate) struct FunctionRuntime {
+    pub(crate) engine: Engine,
+    pub(crate) spec: FunctionSpec,
+    env: Arc<[(String, String)]>,
+    allowed: Arc<[OutboundHost]>,
+    kv: KvCtx,
+    blob: BlobCtx,
+    config: Arc<WasiConfigVariables>,
+    secrets: Arc<[String]>,
+    app: Arc<str>,
+    name: Arc<str>,
+}
+
+impl FunctionRuntime {
+    pub(crate) fn new(engine: Engine, spec: FunctionSpec) -> Self {
+        Self {
+            env: spec
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            allowed: spec.allowed_outbound_hosts.clone().into(),
+            kv: KvCtx::new(
+                engine.services().kv.clone(),
+                spec.tenant.as_str().into(),
+                spec.key_value_stores.clone().into(),
+            ),
+            blob: BlobCtx::new(
+                engine.services().objects.clone(),
+                spec.tenant.as_str().into(),
+                spec.buckets.clone().into(),
+            ),
+            config: Arc::new(spec.config.clone().into_iter().collect()),
+            secrets: spec.secrets.clone().into(),
+            app: spec.app.as_str().into(),
+            name: spec.function.as_str().into(),
+            engine,
+            spec,
+        }
+    }
+
+    /// The `wasi:config` values of one invocation: the manifest's, plus the declared secrets'
+    /// current values (a secret that is not set is absent).
+    fn config_values(&self) -> Arc<WasiConfigVariables> {
+        let store = match &self.engine.services().secrets {
+            Some(store) if !self.secrets.is_empty() => store,
+            _ => return self.config.clone(),
+        };
+        let spec = &self.spec;
+        let literals = spec.config.iter().map(|(k, v)| (k.clone(), v.clone()));
+        let secrets = self.secrets.iter().filter_map(|name| {
+            store
+                .resolve(&spec.tenant, &spec.app, name)
+                .map(|secret| (name.clone(), secret.expose().to_owned()))
+        });
+        Arc::new(literals.chain(secrets).collect())
+    }
+
+    /// A fresh store for one invocation, under the function's limits.
+    pub(crate) fn new_store(&self, invocation: &Invocation) -> Store<HostState> {
+        let config = self.engine.config();
+        let limits = self.spec.limits;
+        let log = GuestLog::new(
+            LogTags {
+                request_id: invocation.request_id.clone(),
+                app: self.app.clone(),
+                function: self.name.clone(),
+            },
+            config.guest_log_limit,
+        );
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&self.env)
+            .stdout(log.stdout())
+            .stderr(log.stderr());
+        let memory_bytes = usize::try_from(u64::from(limits.memory_mb) << 20).unwrap_or(usize::MAX);
+        let tick_ms = config.epoch_tick.as_millis().max(1) as u64;
+        let state = HostState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            kv: self.kv.clone(),
+            blob: self.blob.clone(),
+            config: self.config_values(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_bytes)
+                .trap_on_grow_failure(false)
+                .build(),
+            outbound: OutboundPolicy::new(self.allowed.clone(), invocation.request_id.clone()),
+            cpu: CpuMeter {
+                budget_ticks: limits.cpu_time_ms.div_ceil(tick_ms),
+                used_ticks: 0,
+                exhausted: false,
+            },
+        };
+        let mut store = Store::new(self.engine.wasmtime(), state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let cpu = &mut ctx.data_mut().cpu;
+            cpu.used_ticks += 1;
+            if cpu.used_ticks > cpu.budget_ticks {
+                cpu.exhausted = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Yield so a busy guest shares its worker thread with other requests.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+}
+
+/// Maps a failed call to what the caller reports.
+pub(crate) fn classify(err: &wasmtime::Error, cpu: CpuMeter, limits: Limits) -> InvokeError {
+    if cpu.exhausted {
+        return InvokeError::CpuBudget(limits.cpu_time_ms);
+    }
+    InvokeError::Trap(format!("{err:?}"))
+}
