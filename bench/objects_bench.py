@@ -4,7 +4,7 @@ same machine measured in the same run. Usage (from the repository root):
 
     python3 bench/objects_bench.py [--big-mib 256] [--small 1000] [--rounds 3]
 
-- Objects of 1 MiB (100 of them) and 256 MiB (one, --rounds times), sent and fetched with curl
+- Objects of 1 MiB (100 of them, one at a time and 8 at a time) and 256 MiB (one, --rounds times), sent and fetched with curl
   over presigned URLs (curl is C: the client costs little next to the server), one keep-alive
   connection per curl process.
 - Small objects (4 KiB): --small PUTs then GETs with `curl --parallel` (16 at once), ops/s.
@@ -139,6 +139,16 @@ def main():
         curl_config(cfg, [(u, None) for u in urls[n:]])
         t_get = timed(["curl", "-sS", "--fail", "-K", cfg])
         results["1MiB"] = (mib_s(n << 20, t_put), mib_s(n << 20, t_get), n / t_put, n / t_get)
+        # The same, 8 transfers at a time.
+        urls = presign(endpoint, key, [["PUT", "bench", f"p/{i}"] for i in range(n)] +
+                       [["GET", "bench", f"p/{i}"] for i in range(n)])
+        cfg = os.path.join(work, "1m.pput")
+        curl_config(cfg, [(u, one) for u in urls[:n]])
+        t_put = timed(["curl", "-sS", "--fail", "--parallel", "--parallel-max", "8", "-K", cfg])
+        cfg = os.path.join(work, "1m.pget")
+        curl_config(cfg, [(u, None) for u in urls[n:]])
+        t_get = timed(["curl", "-sS", "--fail", "--parallel", "--parallel-max", "8", "-K", cfg])
+        results["1MiB-8"] = (mib_s(n << 20, t_put), mib_s(n << 20, t_get), n / t_put, n / t_get)
 
         # Big objects.
         big = os.path.join(work, "big.bin")
@@ -179,6 +189,8 @@ def main():
     print("| --- | ---: | ---: | ---: | ---: |")
     p, g, pops, gops = results["1MiB"]
     print(f"| 1 MiB × 100 (sequential, keep-alive) | {p:,.0f} ({pops:,.0f} ops/s) | {100 * p / put_ceiling:.0f}% | {g:,.0f} ({gops:,.0f} ops/s) | {100 * g / get_ceiling:.0f}% |")
+    p, g, pops, gops = results["1MiB-8"]
+    print(f"| 1 MiB × 100 (8 at a time) | {p:,.0f} ({pops:,.0f} ops/s) | {100 * p / put_ceiling:.0f}% | {g:,.0f} ({gops:,.0f} ops/s) | {100 * g / get_ceiling:.0f}% |")
     p, g = results["big"]
     print(f"| {args.big_mib} MiB (best of {args.rounds}) | {p:,.0f} | {100 * p / put_ceiling:.0f}% | {g:,.0f} | {100 * g / get_ceiling:.0f}% |")
     sp, sg = results["4KiB"]
