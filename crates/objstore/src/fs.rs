@@ -22,7 +22,6 @@
 //! are not verified (there is no per-block checksum).
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,7 +33,7 @@ use md5::Digest;
 use md5::Md5;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::ObjectError;
 use crate::error::store_err;
@@ -54,7 +53,7 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// Bytes received between background flushes of a body being written.
 const FLUSH_EVERY: u64 = 32 << 20;
 /// Read chunk size.
-const READ_CHUNK: usize = 256 << 10;
+const READ_CHUNK: usize = 1 << 20;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct BucketRecord {
@@ -483,12 +482,31 @@ fn resolve_range(range: Option<(u64, Option<u64>)>, size: u64) -> Result<ByteRan
 
 /// One segment's share of a read.
 struct SegmentRead {
-    file: tokio::fs::File,
+    file: Arc<std::fs::File>,
+    /// Next offset to read.
     start: u64,
     len: u64,
     /// The CRC-32C to check at the end, when the whole segment is read.
     expect: Option<u32>,
     name: String,
+}
+
+/// Reads `len` bytes at `offset`, failing if the file ends first.
+fn read_exact_at(file: &std::fs::File, len: usize, offset: u64) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = BytesMut::zeroed(len);
+    let mut filled = 0;
+    while filled < len {
+        let n = file.read_at(&mut buf[filled..], offset + filled as u64)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "stored object data is shorter than recorded",
+            ));
+        }
+        filled += n;
+    }
+    Ok(buf.freeze())
 }
 
 /// The body of a read: the segments' bytes in order, each verified when read whole.
@@ -501,7 +519,7 @@ fn read_segments(
 ) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + Sync {
     struct State {
         parts: std::vec::IntoIter<SegmentRead>,
-        current: Option<(SegmentRead, Option<u32>, bool)>,
+        current: Option<(SegmentRead, Option<u32>)>,
     }
     let state = State {
         parts: parts.into_iter(),
@@ -509,20 +527,16 @@ fn read_segments(
     };
     futures::stream::try_unfold(state, |mut st| async move {
         loop {
-            let Some((part, hasher, positioned)) = st.current.as_mut() else {
+            let Some((part, hasher)) = st.current.as_mut() else {
                 match st.parts.next() {
                     Some(part) => {
                         let hasher = part.expect.is_some().then_some(0u32);
-                        st.current = Some((part, hasher, false));
+                        st.current = Some((part, hasher));
                         continue;
                     }
                     None => return Ok(None),
                 }
             };
-            if !*positioned {
-                part.file.seek(SeekFrom::Start(part.start)).await?;
-                *positioned = true;
-            }
             if part.len == 0 {
                 if let (Some(crc), Some(expect)) = (hasher.take(), part.expect)
                     && crc != expect
@@ -539,20 +553,18 @@ fn read_segments(
             let want = usize::try_from(part.len)
                 .unwrap_or(usize::MAX)
                 .min(READ_CHUNK);
-            let mut buf = BytesMut::zeroed(want);
-            let n = part.file.read(&mut buf).await?;
-            if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "stored object data is shorter than recorded",
-                ));
-            }
-            buf.truncate(n);
+            // One positional read per chunk on the blocking pool, straight into the buffer
+            // that is sent (no seek state, no intermediate copy).
+            let (file, offset) = (part.file.clone(), part.start);
+            let buf = tokio::task::spawn_blocking(move || read_exact_at(&file, want, offset))
+                .await
+                .map_err(std::io::Error::other)??;
             if let Some(crc) = hasher.as_mut() {
                 *crc = crc32c::crc32c_append(*crc, &buf);
             }
-            part.len -= n as u64;
-            return Ok(Some((buf.freeze(), st)));
+            part.start += buf.len() as u64;
+            part.len -= buf.len() as u64;
+            return Ok(Some((buf, st)));
         }
     })
 }
@@ -693,10 +705,12 @@ impl ObjectStore for FsStore {
             let end = range.end.min(seg_end) - seg_start;
             let file = tokio::fs::File::open(self.data_path(&segment.file))
                 .await
-                .map_err(ObjectError::io(format!("opening the data of `{key}`")))?;
+                .map_err(ObjectError::io(format!("opening the data of `{key}`")))?
+                .into_std()
+                .await;
             let whole = start == 0 && end == segment.size;
             parts.push(SegmentRead {
-                file,
+                file: Arc::new(file),
                 start,
                 len: end - start,
                 expect: whole.then_some(segment.crc32c),

@@ -5,6 +5,7 @@
 //! key id: the object database alone reveals none of them. They are shown once, when created,
 //! and never listed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rand::Rng;
@@ -51,6 +52,8 @@ struct KeyRecord {
 pub struct KeyStore {
     db: Arc<Database>,
     sealer: Sealer,
+    /// Unsealed keys already looked up: every S3 request needs its key's secret and tenant.
+    cache: Arc<std::sync::RwLock<HashMap<String, (String, String)>>>,
 }
 
 fn context(access_key_id: &str) -> String {
@@ -76,7 +79,11 @@ impl KeyStore {
         let txn = db.begin_write().map_err(store_err)?;
         txn.open_table(KEYS).map_err(store_err)?;
         txn.commit().map_err(store_err)?;
-        Ok(Self { db, sealer })
+        Ok(Self {
+            db,
+            sealer,
+            cache: Arc::default(),
+        })
     }
 
     /// Issues a key for `tenant`.
@@ -133,6 +140,10 @@ impl KeyStore {
         if self.lookup(access_key_id)?.is_none_or(|(_, t)| t != tenant) {
             return Ok(false);
         }
+        let mut cache = self
+            .cache
+            .write()
+            .map_err(|_| store_err("key cache lock poisoned"))?;
         let txn = self.db.begin_write().map_err(store_err)?;
         let existed = txn
             .open_table(KEYS)
@@ -141,11 +152,34 @@ impl KeyStore {
             .map_err(store_err)?
             .is_some();
         txn.commit().map_err(store_err)?;
+        cache.remove(access_key_id);
         Ok(existed)
     }
 
     /// The secret and tenant of a key.
     pub fn lookup(&self, access_key_id: &str) -> Result<Option<(String, String)>, ObjectError> {
+        if let Some(hit) = self
+            .cache
+            .read()
+            .ok()
+            .and_then(|cache| cache.get(access_key_id).cloned())
+        {
+            return Ok(Some(hit));
+        }
+        // On a miss, read and fill under the write lock, which `delete` also holds while it
+        // removes a key: a revoked key can never be put back into the cache.
+        let mut cache = self
+            .cache
+            .write()
+            .map_err(|_| store_err("key cache lock poisoned"))?;
+        let found = self.lookup_stored(access_key_id)?;
+        if let Some(found) = &found {
+            cache.insert(access_key_id.to_owned(), found.clone());
+        }
+        Ok(found)
+    }
+
+    fn lookup_stored(&self, access_key_id: &str) -> Result<Option<(String, String)>, ObjectError> {
         let txn = self.db.begin_read().map_err(store_err)?;
         let table = txn.open_table(KEYS).map_err(store_err)?;
         match table.get(access_key_id).map_err(store_err)? {
