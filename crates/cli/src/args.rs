@@ -55,6 +55,10 @@ pub enum Command {
     Secret(SecretArgs),
     /// Issue, list and revoke access keys for the S3 API.
     Keys(KeysArgs),
+    /// Send to, peek at, count and redrive an app's queues.
+    Queue(QueueArgs),
+    /// Inspect asynchronous invocations (`nimbus invoke --async`).
+    Invocations(InvocationsArgs),
 }
 
 /// `nimbus up`.
@@ -87,6 +91,10 @@ pub struct UpArgs {
     /// `nats://HOST:PORT` (JetStream KV) [default: embedded].
     #[arg(long, env = "NIMBUS_KV")]
     pub kv: Option<String>,
+    /// Queue backend: `embedded` (durable, in the data dir) or `nats://HOST:PORT` (JetStream)
+    /// [default: embedded].
+    #[arg(long, env = "NIMBUS_QUEUES")]
+    pub queues: Option<String>,
     /// File holding the 64-hex-digit master key that encrypts secrets [default: the data
     /// dir's `secrets.key`, created on first start]. Keep it elsewhere so that a copy of the
     /// data dir alone decrypts nothing.
@@ -176,9 +184,40 @@ pub struct InvokeArgs {
     /// Extra header `Name: value` (repeatable).
     #[arg(short = 'H', long = "header")]
     pub headers: Vec<String>,
+    /// Invoke asynchronously: queued durably, run with retries; prints the invocation id
+    /// (see `nimbus invocations show`). Works for HTTP and event functions.
+    #[arg(long = "async")]
+    pub async_: bool,
+    /// With --async: repeats with the same key within 24 h are not run again.
+    #[arg(long, requires = "async_")]
+    pub idempotency_key: Option<String>,
     /// API access.
     #[command(flatten)]
     pub api: ApiArgs,
+}
+
+/// `nimbus invocations`.
+#[derive(Debug, Args)]
+pub struct InvocationsArgs {
+    /// The operation.
+    #[command(subcommand)]
+    pub command: InvocationsCommand,
+    /// API access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// `nimbus invocations …` operations.
+#[derive(Debug, Subcommand)]
+pub enum InvocationsCommand {
+    /// Status and result of an asynchronous invocation.
+    Show {
+        /// The invocation id printed by `nimbus invoke --async`.
+        id: String,
+        /// Wait until it has succeeded or failed.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 /// `nimbus rollback`.
@@ -307,5 +346,66 @@ pub enum KeysCommand {
     Rm {
         /// The access key id.
         id: String,
+    },
+}
+
+/// `nimbus queue`.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// The operation.
+    #[command(subcommand)]
+    pub command: QueueCommand,
+    /// API access.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// `nimbus queue …` operations.
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Send a message; prints its id once it is stored.
+    Send {
+        /// App name.
+        app: String,
+        /// Queue name.
+        queue: String,
+        /// The body; `@FILE` reads a file, `-` reads standard input.
+        body: String,
+        /// Media type of the body.
+        #[arg(long)]
+        content_type: Option<String>,
+        /// Deliver no sooner than this many milliseconds from now.
+        #[arg(long)]
+        delay_ms: Option<u64>,
+    },
+    /// Show messages waiting in a queue (without taking them).
+    Peek {
+        /// App name.
+        app: String,
+        /// Queue name.
+        queue: String,
+        /// Most messages shown (1–100).
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// Message counts of an app's queues (or of one).
+    Stats {
+        /// App name.
+        app: String,
+        /// Queue name; all of the app's queues if omitted.
+        queue: Option<String>,
+    },
+    /// Move the messages of a dead-letter queue back to be processed again.
+    Redrive {
+        /// App name.
+        app: String,
+        /// The dead-letter queue.
+        queue: String,
+        /// Where to move them [default: the queue whose trigger dead-letters into QUEUE].
+        #[arg(long)]
+        to: Option<String>,
+        /// Most messages moved.
+        #[arg(long)]
+        limit: Option<usize>,
     },
 }

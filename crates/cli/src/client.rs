@@ -307,6 +307,11 @@ impl ApiClient {
     }
 }
 
+mod invoke;
+mod queue;
+
+pub use invoke::AsyncOptions;
+
 /// A secret as listed by the API.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SecretInfo {
@@ -324,7 +329,7 @@ fn kv_path(store: &str, key: &str) -> String {
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
-fn encode_segment(segment: &str) -> String {
+pub(crate) fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {

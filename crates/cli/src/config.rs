@@ -29,6 +29,8 @@ pub struct ServerFile {
     pub s3_listen: Option<SocketAddr>,
     /// Key-value backend (see [`crate::server::KvSetting`]).
     pub kv: Option<String>,
+    /// Queue backend (see [`crate::server::QueueSetting`]).
+    pub queues: Option<String>,
     /// Secrets master key file.
     pub secrets_key_file: Option<PathBuf>,
 }

@@ -33,6 +33,8 @@ async fn main() -> std::process::ExitCode {
         Command::Kv(args) => commands::kv::run(args, json).await,
         Command::Secret(args) => commands::secret::run(args, json).await,
         Command::Keys(args) => commands::keys::run(args, json).await,
+        Command::Queue(args) => commands::queue::run(args, json).await,
+        Command::Invocations(args) => commands::invocations::run(args, json).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use crate::services::KvSetting;
-use crate::services::{master_key, open_kv, open_objects, open_secrets};
+pub use crate::services::{KvSetting, QueueSetting};
+use crate::services::{master_key, open_kv, open_objects, open_queues, open_secrets};
 use anyhow::Context;
 use nimbus_control::api::ApiState;
 use nimbus_control::blobs::BlobStore;
@@ -16,6 +16,7 @@ use nimbus_control::types::Info;
 use nimbus_control::{Platform, StateStore};
 use nimbus_engine::{Engine, EngineConfig, Services};
 use nimbus_gateway::{Gateway, GatewayConfig};
+use nimbus_triggers::changes::{ChangeRouter, ObservedKv, ObservedObjects};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -45,6 +46,8 @@ pub struct ServerConfig {
     pub kv: KvSetting,
     /// The secrets master key file; `None`: `<data>/secrets.key`, created if missing.
     pub secrets_key_file: Option<PathBuf>,
+    /// Where the queues live.
+    pub queues: QueueSetting,
 }
 
 /// A started platform.
@@ -59,14 +62,19 @@ pub struct Running {
     pub new_token: Option<String>,
     /// Number of apps restored from the state store.
     pub restored: usize,
+    platform: Arc<Platform>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
 }
+
+/// How long shutdown waits for running event invocations (queue, cron) to finish.
+const EVENT_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Running {
     /// Stops accepting, drains in-flight requests and waits for both servers to finish.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
+        self.platform.shutdown(EVENT_DRAIN).await;
         for task in self.tasks {
             task.await.context("server task panicked")??;
         }
@@ -92,14 +100,23 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     if let Some(bytes) = config.keep_resident_bytes {
         engine_config.keep_resident_bytes = bytes;
     }
-    let kv = open_kv(&config.kv, data).await?;
+    let raw_kv = open_kv(&config.kv, data).await?;
     let master_key = master_key(config.secrets_key_file.as_deref(), data)?;
     let objects = open_objects(&master_key, data)?;
     let secrets = Arc::new(open_secrets(&master_key, data)?);
+    let queues = open_queues(&config.queues, data).await?;
+    // Every write through Nimbus (functions, REST, S3) passes these wrappers, which hand
+    // changes to the object and key-value triggers.
+    let router = Arc::new(ChangeRouter::new(queues.clone()));
+    let kv: Arc<dyn nimbus_kv::KvBackend> =
+        Arc::new(ObservedKv::new(raw_kv.clone(), router.clone()));
+    let object_store: Arc<dyn nimbus_objstore::ObjectStore> =
+        Arc::new(ObservedObjects::new(objects.store.clone(), router.clone()));
     let services = Services {
         kv: Some(kv.clone()),
         secrets: Some(secrets),
-        objects: Some(objects.store.clone()),
+        objects: Some(object_store.clone()),
+        queues: Some(queues.clone()),
     };
     let engine = Engine::new(engine_config, services)?;
     tracing::info!(pooling = engine.pooling(), "engine ready");
@@ -118,7 +135,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let api_addr = api_listener.local_addr()?;
     let s3_addr = s3_listener.local_addr()?;
 
-    let platform = Arc::new(Platform::new(engine, gateway.clone(), store, blobs));
+    let triggers = nimbus_triggers::Triggers::new(Some(queues), Some(raw_kv), Some(router));
+    let platform = Arc::new(Platform::new(
+        engine,
+        gateway.clone(),
+        store,
+        blobs,
+        triggers,
+    ));
     let restored = platform.restore().await?;
 
     let (shutdown, watcher) = watch::channel(false);
@@ -126,7 +150,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let state = Arc::new(ApiState {
-        platform,
+        platform: platform.clone(),
         token,
         info: Info {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -140,7 +164,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         tokio::spawn(gateway.serve(gateway_listener, signal(watcher.clone()))),
         tokio::spawn(nimbus_objstore::server::serve(
             s3_listener,
-            objects.s3_service(),
+            objects.s3_service_over(object_store),
             signal(watcher.clone()),
         )),
         tokio::spawn(nimbus_control::api::serve(
@@ -155,6 +179,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         s3_addr,
         new_token,
         restored,
+        platform,
         shutdown,
         tasks,
     })

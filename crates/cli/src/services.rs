@@ -1,4 +1,5 @@
-//! The platform services `nimbus up` opens: key-value backend, secret store, object store.
+//! The platform services `nimbus up` opens: key-value backend, secret store, object store,
+//! queues.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -109,4 +110,57 @@ pub(crate) fn open_objects(key: &MasterKey, data: &Path) -> anyhow::Result<Objec
     let dir = data.join("objects");
     ObjectService::open(&dir, Sealer::new(key))
         .with_context(|| format!("cannot open the object store in {}", dir.display()))
+}
+
+/// The queue backend, as given to `--queues`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueSetting {
+    /// redb in `<data>/queues.redb`: durable, one process.
+    Embedded,
+    /// A NATS server with JetStream (`nats://…`); queues live in the stream `NIMBUS_QUEUES`.
+    Nats(String),
+}
+
+impl std::str::FromStr for QueueSetting {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        if s == "embedded" {
+            Ok(Self::Embedded)
+        } else if s.starts_with("nats://") {
+            Ok(Self::Nats(s.to_owned()))
+        } else {
+            anyhow::bail!("unknown queue backend `{s}`: use `embedded` or `nats://HOST:PORT`")
+        }
+    }
+}
+
+impl std::fmt::Display for QueueSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded => f.write_str("embedded"),
+            Self::Nats(url) => f.write_str(url),
+        }
+    }
+}
+
+/// Opens the queue backend.
+pub(crate) async fn open_queues(
+    setting: &QueueSetting,
+    data: &Path,
+) -> anyhow::Result<Arc<dyn nimbus_queue::QueueBackend>> {
+    Ok(match setting {
+        QueueSetting::Embedded => {
+            let path = data.join("queues.redb");
+            Arc::new(
+                nimbus_queue::embedded::EmbeddedQueues::open(&path)
+                    .with_context(|| format!("cannot open the queues {}", path.display()))?,
+            )
+        }
+        QueueSetting::Nats(url) => Arc::new(
+            nimbus_queue::nats::NatsQueues::connect(url)
+                .await
+                .with_context(|| format!("cannot connect to the queue backend {url}"))?,
+        ),
+    })
 }

@@ -68,6 +68,10 @@ const WIT_0_2_10: Files = &[
         "wit/deps/events.wit",
         include_str!("../../../guests/wit-0.2.10/deps/events.wit"),
     ),
+    (
+        "wit/deps/queue.wit",
+        include_str!("../../../guests/wit-0.2.10/deps/queue.wit"),
+    ),
 ];
 
 const PYTHON: Files = &[
@@ -128,6 +132,10 @@ const WIT_0_2_12: Files = &[
         "wit/deps/events.wit",
         include_str!("../../../guests/wit/deps/events.wit"),
     ),
+    (
+        "wit/deps/queue.wit",
+        include_str!("../../../guests/wit/deps/queue.wit"),
+    ),
 ];
 
 /// Creates `parent/name` from the template for `lang`; returns the directory.
@@ -158,4 +166,28 @@ pub fn create(parent: &Path, name: &str, lang: Lang) -> anyhow::Result<std::path
 
 fn render(template: &str, name: &str) -> String {
     template.replace("{{name}}", name)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+
+    /// A template carries every WIT file the guest worlds need: a new `deps/*.wit` in
+    /// `guests/` must be added here too, or `nimbus new` projects fail to build.
+    #[test]
+    fn templates_carry_every_wit_dependency() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guests");
+        for (dir, files) in [("wit-0.2.10", WIT_0_2_10), ("wit", WIT_0_2_12)] {
+            for entry in std::fs::read_dir(root.join(dir).join("deps")).unwrap() {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                let path = format!("wit/deps/{name}");
+                assert!(
+                    files.iter().any(|(p, _)| *p == path),
+                    "{dir}/deps/{name} is missing from the templates"
+                );
+            }
+        }
+    }
 }

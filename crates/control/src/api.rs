@@ -22,7 +22,7 @@ use crate::error::ControlError;
 use crate::platform::Platform;
 use crate::token::TokenCheck;
 use crate::types::{DeployRequest, ErrorBody, ErrorDetail, FunctionStatus, Info, RollbackRequest};
-use crate::{keys_api, kv_api, secrets_api};
+use crate::{invoke_api, keys_api, kv_api, queue_api, secrets_api};
 
 /// Shared state of the API handlers.
 pub struct ApiState {
@@ -48,7 +48,14 @@ impl IntoResponse for ControlError {
                 message: self.to_string(),
             },
         };
-        (self.status(), axum::Json(body)).into_response()
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if matches!(self, Self::Busy(_)) {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 
@@ -65,6 +72,21 @@ pub fn router(state: Shared) -> Router {
         .route(
             "/v1/apps/{app}/secrets/{name}",
             put(secrets_api::set).delete(secrets_api::remove),
+        )
+        .route(
+            "/v1/apps/{app}/functions/{function}/invocations",
+            post(invoke_api::submit),
+        )
+        .route("/v1/invocations/{id}", get(invoke_api::get))
+        .route("/v1/apps/{app}/queues", get(queue_api::list))
+        .route("/v1/apps/{app}/queues/{queue}", get(queue_api::get))
+        .route(
+            "/v1/apps/{app}/queues/{queue}/messages",
+            get(queue_api::peek).post(queue_api::send),
+        )
+        .route(
+            "/v1/apps/{app}/queues/{queue}/redrive",
+            post(queue_api::redrive),
         )
         .route("/v1/keys", get(keys_api::list).post(keys_api::create))
         .route("/v1/keys/{id}", delete(keys_api::remove))

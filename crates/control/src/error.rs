@@ -34,6 +34,9 @@ pub enum ControlError {
     /// The state store failed.
     #[error("state store: {0}")]
     Store(String),
+    /// A queue is full: the sender should back off and retry (429 with `Retry-After`).
+    #[error("{0}")]
+    Busy(String),
     /// A backing service (key-value backend, …) failed or is unreachable.
     #[error("{0}")]
     Unavailable(String),
@@ -58,6 +61,7 @@ impl ControlError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Store(_) | Self::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -73,6 +77,7 @@ impl ControlError {
             Self::NotFound(_) => "not_found",
             Self::Unauthorized => "unauthorized",
             Self::TooLarge(_) => "too_large",
+            Self::Busy(_) => "busy",
             Self::Store(_) => "store_error",
             Self::Io { .. } => "io_error",
             Self::Unavailable(_) => "unavailable",
@@ -98,6 +103,21 @@ impl From<nimbus_kv::KvError> for ControlError {
             | KvError::NotACounter(_)
             | KvError::Overflow(_)
             | KvError::InvalidCursor => Self::BadRequest(e.to_string()),
+        }
+    }
+}
+
+impl From<nimbus_queue::QueueError> for ControlError {
+    fn from(e: nimbus_queue::QueueError) -> Self {
+        use nimbus_queue::QueueError;
+        match e {
+            QueueError::MessageTooLarge { .. } => Self::TooLarge(e.to_string()),
+            QueueError::Full { .. } => Self::Busy(e.to_string()),
+            QueueError::LeaseLost | QueueError::BadReceipt(_) => Self::BadRequest(e.to_string()),
+            QueueError::Backend(message) => {
+                tracing::error!(error = %message, "queue backend failed");
+                Self::Unavailable(format!("queue backend: {message}"))
+            }
         }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`api`]: the REST API (`/v1`, see `docs/openapi.yaml`).
 //! - `keys_api`: its `/v1/keys` part (S3 access keys).
 //! - `kv_api`: its `/v1/kv` part, over a [`nimbus_kv::KvBackend`].
+//! - `invoke_api`: its asynchronous-invocation part.
+//! - `queue_api`: its `/v1/apps/{app}/queues` part (send, peek, stats, redrive).
 //! - `secrets_api`: its `/v1/apps/{app}/secrets` part (write-only values).
 //! - [`types`]: wire and stored types, shared with the CLI.
 //! - [`error`]: errors with their HTTP status.
@@ -17,9 +19,11 @@
 pub mod api;
 pub mod blobs;
 pub mod error;
+mod invoke_api;
 mod keys_api;
 mod kv_api;
 pub mod platform;
+mod queue_api;
 mod secrets_api;
 pub mod store;
 pub mod token;

@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nimbus_engine::{Engine, FunctionSpec, LoadedComponent};
+use nimbus_engine::{Engine, EventFunction, FunctionSpec, HttpFunction, LoadedComponent};
 use nimbus_gateway::{Gateway, RouteOwner, Routes, Target};
 use nimbus_manifest::{App, Route};
+use nimbus_triggers::{AppTriggers, Triggers};
 use tokio::sync::Mutex;
 
 use crate::blobs::{BlobStore, validate_digest};
@@ -30,6 +31,13 @@ const RECORD_SCHEMA: u32 = 1;
 /// The live functions of one app's active version.
 struct LiveApp {
     routes: Vec<(Route, RouteOwner, Arc<Target>)>,
+    /// The version's event-handler functions, by name (those named by a trigger, or without
+    /// routes).
+    events: BTreeMap<String, EventFunction>,
+    /// The version's HTTP functions, by name (for asynchronous invocations).
+    http: BTreeMap<String, HttpFunction>,
+    /// Its running triggers, once live; dropping them stops them.
+    triggers: Option<AppTriggers>,
 }
 
 /// The control plane's view of the running platform.
@@ -38,19 +46,51 @@ pub struct Platform {
     gateway: Arc<Gateway>,
     store: StateStore,
     blobs: BlobStore,
+    triggers: Triggers,
     live: Mutex<BTreeMap<String, LiveApp>>,
 }
 
 impl Platform {
     /// Assembles a platform from its parts. Call [`Platform::restore`] next.
-    pub fn new(engine: Engine, gateway: Arc<Gateway>, store: StateStore, blobs: BlobStore) -> Self {
+    pub fn new(
+        engine: Engine,
+        gateway: Arc<Gateway>,
+        store: StateStore,
+        blobs: BlobStore,
+        triggers: Triggers,
+    ) -> Self {
         Self {
             engine,
             gateway,
             store,
             blobs,
+            triggers,
             live: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Asynchronous invocations, if this platform supports them.
+    pub fn invocations(&self) -> Option<&Arc<nimbus_triggers::invoke::Invocations>> {
+        self.triggers.invocations()
+    }
+
+    /// The queue backend, if this platform has one.
+    pub fn queues(&self) -> Option<&Arc<dyn nimbus_queue::QueueBackend>> {
+        self.triggers.queues()
+    }
+
+    /// Stops every trigger and waits up to `grace` for running event invocations.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        self.triggers.shutdown(grace).await;
+    }
+
+    /// The manifest of `name`'s active version.
+    pub fn active_app(&self, name: &str) -> Result<App, ControlError> {
+        let record = self.record(name)?;
+        record
+            .active()
+            .map(|v| v.app.clone())
+            .ok_or_else(|| ControlError::NotFound(format!("app `{name}` has no active version")))
     }
 
     /// The state store.
@@ -72,7 +112,16 @@ impl Platform {
                 continue;
             };
             match self.prepare(version).await {
-                Ok((app, _)) => {
+                Ok((mut app, _)) => {
+                    match self
+                        .triggers
+                        .start(DEFAULT_TENANT, &version.app, &app.events, &app.http)
+                    {
+                        Ok(triggers) => app.triggers = Some(triggers),
+                        Err(err) => {
+                            tracing::error!(app = %record.name, error = %err, "could not start the app's triggers");
+                        }
+                    }
                     live.insert(record.name.clone(), app);
                 }
                 Err(err) => {
@@ -93,6 +142,7 @@ impl Platform {
             .map_err(|e| ControlError::InvalidManifest(e.to_string()))?;
         check_components(&app, &request.components)?;
         self.check_secrets(&app)?;
+        self.check_buckets(&app).await?;
         for digest in request.components.values() {
             if !self.blobs.contains(digest)? {
                 return Err(ControlError::BadRequest(format!(
@@ -143,6 +193,28 @@ impl Platform {
                         function.name, app.name, app.name
                     )));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Object triggers watch buckets that must exist: a typo fails the deploy, naming it.
+    async fn check_buckets(&self, app: &nimbus_manifest::App) -> Result<(), ControlError> {
+        for trigger in &app.triggers.object {
+            let Some(objects) = self.engine.services().objects.as_ref() else {
+                return Err(ControlError::BadRequest(
+                    "object triggers need object storage, and this server has none".into(),
+                ));
+            };
+            match objects.head_bucket(DEFAULT_TENANT, &trigger.source).await {
+                Ok(_) => {}
+                Err(nimbus_objstore::ObjectError::NoSuchBucket(_)) => {
+                    return Err(ControlError::BadRequest(format!(
+                        "function `{}` is triggered by bucket `{}`, which does not exist; create it first (e.g. `aws s3 mb s3://{}`)",
+                        trigger.function, trigger.source, trigger.source
+                    )));
+                }
+                Err(e) => return Err(ControlError::Unavailable(format!("object storage: {e}"))),
             }
         }
         Ok(())
@@ -229,8 +301,19 @@ impl Platform {
         &self,
         live: &mut BTreeMap<String, LiveApp>,
         record: &AppRecord,
-        prepared: LiveApp,
+        mut prepared: LiveApp,
     ) -> Result<(), ControlError> {
+        let app = record.active().map(|v| &v.app).ok_or_else(|| {
+            ControlError::Store("activating a version that is not in the record".into())
+        })?;
+        // Started before the switch so a failure changes nothing; the old version's triggers
+        // stop when its `LiveApp` is dropped below. Cron ticks are claimed atomically, so the
+        // two versions overlapping for a moment cannot fire a tick twice.
+        prepared.triggers = Some(
+            self.triggers
+                .start(DEFAULT_TENANT, app, &prepared.events, &prepared.http)
+                .map_err(|e| ControlError::BadRequest(e.to_string()))?,
+        );
         let previous = live.insert(record.name.clone(), prepared);
         let routes = match build_routes(live) {
             Ok(routes) => routes,
@@ -256,6 +339,8 @@ impl Platform {
         let mut loaded: BTreeMap<String, LoadedComponent> = BTreeMap::new();
         let mut loads = Vec::new();
         let mut routes = Vec::new();
+        let mut events = BTreeMap::new();
+        let mut http = BTreeMap::new();
         for function in &version.app.functions {
             let invalid = |e: nimbus_engine::EngineError| ControlError::InvalidComponent {
                 function: function.name.clone(),
@@ -299,19 +384,48 @@ impl Platform {
                 config: function.config.clone(),
                 secrets: function.secrets.clone(),
                 buckets: function.buckets.clone(),
+                queues: version
+                    .app
+                    .queues
+                    .iter()
+                    .filter(|q| function.queues.contains(&q.name))
+                    .cloned()
+                    .collect(),
             };
-            let prepared = self.engine.prepare(&component, spec).map_err(invalid)?;
-            prepared.warm_up().await.map_err(invalid)?;
-            let target = Arc::new(Target::new(version.app.name.clone(), prepared));
-            let owner = RouteOwner {
-                app: version.app.name.clone(),
-                function: function.name.clone(),
-            };
-            for route in &function.routes {
-                routes.push((route.clone(), owner.clone(), target.clone()));
+            // A function serves HTTP if it has routes and events if a trigger names it; a
+            // component may export both worlds.
+            if !function.routes.is_empty() {
+                let prepared = self
+                    .engine
+                    .prepare(&component, spec.clone())
+                    .map_err(invalid)?;
+                prepared.warm_up().await.map_err(invalid)?;
+                http.insert(function.name.clone(), prepared.clone());
+                let target = Arc::new(Target::new(version.app.name.clone(), prepared));
+                let owner = RouteOwner {
+                    app: version.app.name.clone(),
+                    function: function.name.clone(),
+                };
+                for route in &function.routes {
+                    routes.push((route.clone(), owner.clone(), target.clone()));
+                }
+            }
+            if version.app.triggered(&function.name) || function.routes.is_empty() {
+                let prepared = self
+                    .engine
+                    .prepare_event(&component, spec)
+                    .map_err(invalid)?;
+                prepared.warm_up().await.map_err(invalid)?;
+                events.insert(function.name.clone(), prepared);
             }
         }
-        Ok((LiveApp { routes }, loads))
+        let app = LiveApp {
+            routes,
+            events,
+            http,
+            triggers: None,
+        };
+        Ok((app, loads))
     }
 }
 

@@ -108,6 +108,88 @@ pub struct KeyList {
     pub cursor: Option<String>,
 }
 
+/// `GET /v1/apps/{app}/queues[/{queue}]`: a declared queue and its message counts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueInfo {
+    /// The queue's name.
+    pub name: String,
+    /// Largest message accepted, in bytes.
+    pub max_message_bytes: u32,
+    /// Most messages held at once; sends beyond get 429.
+    pub max_messages: u32,
+    /// Messages visible now.
+    pub ready: u64,
+    /// Messages waiting for a delay or a retry backoff.
+    pub delayed: u64,
+    /// Messages leased to a consumer.
+    pub in_flight: u64,
+    /// The function consuming it (its `[[trigger.queue]]`), if any.
+    pub consumer: Option<String>,
+    /// Where that trigger dead-letters, if anywhere.
+    pub dead_letter_queue: Option<String>,
+    /// The queues whose trigger dead-letters into this one.
+    #[serde(default)]
+    pub dead_letter_for: Vec<String>,
+}
+
+/// `POST /v1/apps/{app}/functions/{function}/invocations`: the accepted invocation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvocationAccepted {
+    /// Its record (status `queued`, or the earlier invocation's for a repeat).
+    #[serde(flatten)]
+    pub record: nimbus_triggers::invoke::InvocationRecord,
+    /// Whether this repeated an earlier request with the same idempotency key (and was not
+    /// run again).
+    pub deduplicated: bool,
+}
+
+/// `POST /v1/apps/{app}/queues/{queue}/messages`: the stored message's id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SentMessage {
+    /// Message id (UUIDv7).
+    pub id: String,
+}
+
+/// `GET /v1/apps/{app}/queues/{queue}/messages`: one message, not leased.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeekedMessage {
+    /// Message id.
+    pub id: String,
+    /// The body as text, if it is UTF-8.
+    pub body: Option<String>,
+    /// The body, base64.
+    pub body_base64: String,
+    /// Attributes (content type, CloudEvents attributes as `ce-*`).
+    pub attributes: Vec<(String, String)>,
+    /// When it was sent, Unix milliseconds.
+    pub sent_at_ms: u64,
+    /// Deliveries so far.
+    pub attempts: u32,
+    /// Error of the last failed delivery.
+    pub last_error: Option<String>,
+    /// The queue it was dead-lettered from.
+    pub dead_lettered_from: Option<String>,
+}
+
+/// `POST /v1/apps/{app}/queues/{queue}/redrive`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveRequest {
+    /// Where to move the messages; default: the queue whose trigger dead-letters into this one.
+    pub to: Option<String>,
+    /// Most messages to move (default and maximum 10,000).
+    pub limit: Option<usize>,
+}
+
+/// Result of a redrive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RedriveResponse {
+    /// Messages moved.
+    pub moved: u64,
+    /// The queue they went to.
+    pub to: String,
+}
+
 /// Every error response: `{"error": {"code": ..., "message": ...}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -64,10 +64,13 @@ pub struct ObjectNames {
 
 /// An object value being written.
 pub struct OutgoingValue {
-    /// Where the guest's body bytes come out, until the forwarder takes them.
-    reader: Option<tokio::io::DuplexStream>,
     /// Attaches the object store's writer to the forwarder (`write-data`).
     attach: Option<oneshot::Sender<mpsc::Sender<Result<Bytes, std::io::Error>>>>,
+    /// Whether the body stream was handed out (`outgoing-value-write-body`).
+    has_body: bool,
+    /// Opened by `finish`: only then does the store see the end of the body and commit. If
+    /// the value is dropped unfinished, the store sees an error and commits nothing.
+    gate: Option<oneshot::Sender<()>>,
     /// The store's write, started by `write-data`; `finish` awaits it.
     put: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
@@ -315,7 +318,17 @@ impl container::HostContainer for BlobView<'_> {
             }
             None => drop(tx),
         }
-        let body: ByteStream = Box::pin(tokio_stream_of(rx));
+        let (gate, opened) = oneshot::channel::<()>();
+        value.gate = Some(gate);
+        let end = futures::stream::once(opened).filter_map(|finished| async move {
+            match finished {
+                Ok(()) => None,
+                Err(_) => Some(Err(std::io::Error::other(
+                    "the outgoing-value was dropped without finish",
+                ))),
+            }
+        });
+        let body: ByteStream = Box::pin(tokio_stream_of(rx).chain(end));
         value.put = Some(tokio::spawn(async move {
             store
                 .put(&tenant, &bucket, &name, ObjectMeta::default(), body)
@@ -460,8 +473,9 @@ impl types::Host for BlobView<'_> {}
 impl types::HostOutgoingValue for BlobView<'_> {
     async fn new_outgoing_value(&mut self) -> wasmtime::Result<Resource<OutgoingValue>> {
         Ok(self.table.push(OutgoingValue {
-            reader: None,
             attach: None,
+            has_body: false,
+            gate: None,
             put: None,
         })?)
     }
@@ -471,9 +485,10 @@ impl types::HostOutgoingValue for BlobView<'_> {
         this: Resource<OutgoingValue>,
     ) -> wasmtime::Result<Result<Resource<DynOutputStream>, ()>> {
         let value = self.table.get_mut(&this)?;
-        if value.reader.is_some() || value.attach.is_some() || value.put.is_some() {
+        if value.has_body || value.put.is_some() {
             return Ok(Err(()));
         }
+        value.has_body = true;
         let (writer, reader) = tokio::io::duplex(PIPE_BYTES);
         let (attach, attached) = oneshot::channel();
         value.attach = Some(attach);
@@ -483,11 +498,13 @@ impl types::HostOutgoingValue for BlobView<'_> {
     }
 
     async fn finish(&mut self, this: Resource<OutgoingValue>) -> Res<()> {
-        let value = self.table.delete(this)?;
-        drop(value.reader);
-        let Some(put) = value.put else {
+        let mut value = self.table.delete(this)?;
+        let Some(put) = value.put.take() else {
             return err("finish before write-data: the value was not written anywhere");
         };
+        if let Some(gate) = value.gate.take() {
+            let _ = gate.send(());
+        }
         match put.await {
             Ok(result) => Ok(result),
             Err(e) => err(format!("the write failed: {e}")),
@@ -495,12 +512,9 @@ impl types::HostOutgoingValue for BlobView<'_> {
     }
 
     async fn drop(&mut self, this: Resource<OutgoingValue>) -> wasmtime::Result<()> {
-        // Dropped without `finish`: abandon the write. The store commits only a complete body,
-        // and a body that ends early is still "complete" to it, so stop the write task.
-        let value = self.table.delete(this)?;
-        if let Some(put) = value.put {
-            put.abort();
-        }
+        // Dropped without `finish`: the gate's sender goes with it, so the store's body ends in
+        // an error and nothing is committed (the write cleans up its temporary file).
+        self.table.delete(this)?;
         Ok(())
     }
 }

@@ -72,6 +72,8 @@ impl Engine {
             .map_err(|e| EngineError::Setup(format!("{e:#}")))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| EngineError::Setup(format!("{e:#}")))?;
+        crate::queue::add_to_linker(&mut linker)
+            .map_err(|e| EngineError::Setup(format!("{e:#}")))?;
         crate::keyvalue::add_to_linker(&mut linker)
             .map_err(|e| EngineError::Setup(format!("{e:#}")))?;
         crate::blobstore::add_to_linker(&mut linker)

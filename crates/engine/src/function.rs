@@ -44,6 +44,9 @@ pub struct FunctionSpec {
     pub secrets: Vec<String>,
     /// Buckets the guest may open through `wasi:blobstore`.
     pub buckets: Vec<String>,
+    /// Queues of the app the guest may send to through `nimbus:queue/sender`, with their
+    /// limits.
+    pub queues: Vec<nimbus_manifest::Queue>,
 }
 
 /// Per-request context handed in by the gateway.
@@ -88,6 +91,40 @@ impl HttpFunction {
             .await
             .map(drop)
             .map_err(|e| EngineError::Instantiate(format!("{e:#}")))
+    }
+
+    /// Runs one request whose body is in memory and collects the response (status and at most
+    /// `max_response` bytes of body): how asynchronous invocations, whose result is stored, call
+    /// an HTTP function. `path` may carry a query.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Bytes,
+        max_response: usize,
+        invocation: Invocation,
+    ) -> Result<(u16, Bytes), InvokeError> {
+        use http_body_util::BodyExt;
+        let bad = |e: String| InvokeError::GuestError(format!("invalid request: {e}"));
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://localhost{path}"))
+            .header(hyper::header::HOST, "localhost");
+        if let Some(ct) = content_type {
+            builder = builder.header(hyper::header::CONTENT_TYPE, ct);
+        }
+        let body = http_body_util::Full::new(body).map_err(
+            |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
+        );
+        let request = builder.body(body).map_err(|e| bad(e.to_string()))?;
+        let response = self.handle(request, invocation).await?;
+        let status = response.status().as_u16();
+        let collected = http_body_util::Limited::new(response.into_body(), max_response)
+            .collect()
+            .await
+            .map_err(|e| InvokeError::GuestError(format!("reading the response body: {e}")))?;
+        Ok((status, collected.to_bytes()))
     }
 
     /// Runs one request in a fresh instance. Returns once the guest has sent the response

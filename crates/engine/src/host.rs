@@ -21,6 +21,7 @@ pub struct HostState {
     pub(crate) http: WasiHttpCtx,
     pub(crate) kv: KvCtx,
     pub(crate) blob: BlobCtx,
+    pub(crate) queue: crate::queue::QueueCtx,
     pub(crate) config: Arc<WasiConfigVariables>,
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,

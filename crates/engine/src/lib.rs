@@ -30,6 +30,8 @@
 //!   stores the function declares.
 //! - [`blobstore`]: `wasi:blobstore` for guests, on a [`nimbus_objstore::ObjectStore`], limited
 //!   to the buckets the function declares.
+//! - [`queue`]: `nimbus:queue/sender` for guests, on a [`nimbus_queue::QueueBackend`], limited
+//!   to the queues the function declares.
 //! - [`services`]: the platform services the host interfaces are backed by.
 //! - [`outbound`]: the `wasi:http/outgoing-handler` policy (allowed hosts).
 //! - [`guest_log`]: capture of guest stdout/stderr into the platform log.
@@ -46,6 +48,7 @@ pub mod guest_log;
 pub mod host;
 pub mod keyvalue;
 pub mod outbound;
+pub mod queue;
 mod runtime;
 pub mod services;
 

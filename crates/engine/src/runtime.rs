@@ -27,6 +27,7 @@ pub(crate) struct FunctionRuntime {
     allowed: Arc<[OutboundHost]>,
     kv: KvCtx,
     blob: BlobCtx,
+    queue: crate::queue::QueueCtx,
     config: Arc<WasiConfigVariables>,
     secrets: Arc<[String]>,
     app: Arc<str>,
@@ -51,6 +52,12 @@ impl FunctionRuntime {
                 engine.services().objects.clone(),
                 spec.tenant.as_str().into(),
                 spec.buckets.clone().into(),
+            ),
+            queue: crate::queue::QueueCtx::new(
+                engine.services().queues.clone(),
+                spec.tenant.as_str().into(),
+                spec.app.as_str().into(),
+                spec.queues.clone().into(),
             ),
             config: Arc::new(spec.config.clone().into_iter().collect()),
             secrets: spec.secrets.clone().into(),
@@ -101,6 +108,7 @@ impl FunctionRuntime {
             http: WasiHttpCtx::new(),
             kv: self.kv.clone(),
             blob: self.blob.clone(),
+            queue: self.queue.clone(),
             config: self.config_values(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()

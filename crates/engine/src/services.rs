@@ -17,6 +17,8 @@ pub struct Services {
     pub secrets: Option<Arc<SecretStore>>,
     /// The object store behind `wasi:blobstore` (the buckets of the S3 API).
     pub objects: Option<Arc<dyn ObjectStore>>,
+    /// The queues behind `nimbus:queue/sender`.
+    pub queues: Option<Arc<dyn nimbus_queue::QueueBackend>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -25,6 +27,7 @@ impl std::fmt::Debug for Services {
             .field("kv", &self.kv.as_ref().map(|_| "…"))
             .field("secrets", &self.secrets)
             .field("objects", &self.objects.as_ref().map(|_| "…"))
+            .field("queues", &self.queues.as_ref().map(|_| "…"))
             .finish()
     }
 }

@@ -20,9 +20,193 @@ pub struct App {
     pub description: Option<String>,
     /// The app's functions, in manifest order; names are unique. Never empty.
     pub functions: Vec<Function>,
+    /// The app's durable queues (`[[queue]]`), in manifest order; names are unique.
+    #[serde(default)]
+    pub queues: Vec<Queue>,
+    /// What invokes functions besides HTTP.
+    #[serde(default)]
+    pub triggers: Triggers,
 }
 
-/// One function: a WebAssembly HTTP component plus how it is reached and what it may use.
+impl App {
+    /// Whether any trigger names `function`.
+    pub fn triggered(&self, function: &str) -> bool {
+        self.triggers.queue.iter().any(|t| t.function == function)
+            || self.triggers.cron.iter().any(|t| t.function == function)
+            || self.triggers.object.iter().any(|t| t.function == function)
+            || self.triggers.kv.iter().any(|t| t.function == function)
+    }
+}
+
+/// A durable queue of the app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queue {
+    /// Unique within the app; same rules as the app name.
+    pub name: String,
+    /// Largest message accepted, in bytes (1..=1 MiB; default 256 KiB).
+    pub max_message_bytes: u32,
+    /// Most messages held at once (ready, delayed and in flight); sends beyond are refused
+    /// (HTTP 429) until the consumer catches up (1..=100,000; default 100,000).
+    #[serde(default = "Queue::default_max_messages")]
+    pub max_messages: u32,
+}
+
+impl Queue {
+    /// Default `max_message_bytes`.
+    pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 256 * 1024;
+    /// Allowed `max_message_bytes` range.
+    pub const MAX_MESSAGE_BYTES_RANGE: RangeInclusive<u64> = 1..=1024 * 1024;
+    /// Default `max_messages`.
+    pub const DEFAULT_MAX_MESSAGES: u32 = 100_000;
+    /// Allowed `max_messages` range.
+    pub const MAX_MESSAGES_RANGE: RangeInclusive<u64> = 1..=100_000;
+
+    fn default_max_messages() -> u32 {
+        Self::DEFAULT_MAX_MESSAGES
+    }
+}
+
+/// The app's triggers, by kind, in manifest order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Triggers {
+    /// `[[trigger.queue]]`: at most one per queue.
+    #[serde(default)]
+    pub queue: Vec<QueueTrigger>,
+    /// `[[trigger.cron]]`.
+    #[serde(default)]
+    pub cron: Vec<CronTrigger>,
+    /// `[[trigger.object]]`: changes in a bucket.
+    #[serde(default)]
+    pub object: Vec<ChangeTrigger>,
+    /// `[[trigger.kv]]`: changes in a key-value store.
+    #[serde(default)]
+    pub kv: Vec<ChangeTrigger>,
+}
+
+/// A change trigger: `function` is invoked for each matching change in a bucket
+/// (`[[trigger.object]]`) or a key-value store (`[[trigger.kv]]`). Changes are queued durably
+/// (an internal queue per trigger) and delivered with retries like queue messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeTrigger {
+    /// The function invoked.
+    pub function: String,
+    /// The bucket (object triggers) or store (key-value triggers) watched.
+    pub source: String,
+    /// Which changes (`created`/`deleted` for objects, `set`/`deleted` for keys). Never empty.
+    pub events: Vec<ChangeKind>,
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Only keys ending with this (object triggers; empty for key-value triggers).
+    pub suffix: String,
+    /// Events in flight at once (1..=1000; default 4).
+    pub concurrency: u32,
+    /// Deliveries before a failing event is dead-lettered or dropped (1..=100; default 3).
+    pub max_attempts: u32,
+    /// Where events go after `max_attempts` failures (a `[[queue]]` of the app).
+    pub dead_letter_queue: Option<String>,
+}
+
+impl ChangeTrigger {
+    /// Whether a change of `kind` to `key` fires this trigger.
+    pub fn matches(&self, kind: ChangeKind, key: &str) -> bool {
+        self.events.contains(&kind) && key.starts_with(&self.prefix) && key.ends_with(&self.suffix)
+    }
+
+    /// The internal queue holding this trigger's pending events: the function, the kind and the
+    /// watched name, so it stays the same across versions that keep the trigger.
+    /// (User queue names start with a letter; these start with `_`.)
+    pub fn queue_name(&self, kind: &str) -> String {
+        format!("_{kind}.{}.{}", self.function, self.source)
+    }
+}
+
+/// A kind of change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeKind {
+    /// An object was written (PUT, multipart completion, copy; `created` in the manifest) or
+    /// a key set (`set`).
+    Written,
+    /// An object or key was deleted.
+    Deleted,
+}
+
+/// A queue consumer: every message of `queue` is delivered to `function` as an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueTrigger {
+    /// The function invoked (a `[[function]]` of the app).
+    pub function: String,
+    /// The queue consumed (a `[[queue]]` of the app).
+    pub queue: String,
+    /// Messages leased per poll (1..=100; default 10).
+    pub batch_size: u32,
+    /// Invocations in flight at once for this trigger (1..=1000; default 4).
+    pub concurrency: u32,
+    /// Deliveries before a failing message is dead-lettered or dropped (1..=100; default 3).
+    pub max_attempts: u32,
+    /// Where messages go after `max_attempts` failures (a `[[queue]]` other than `queue`);
+    /// without one they are dropped with an error in the log.
+    pub dead_letter_queue: Option<String>,
+    /// Delay before the first retry, in ms (1..=3,600,000; default 1,000); doubles per
+    /// attempt, with jitter.
+    pub retry_backoff_ms: u64,
+    /// Longest retry delay, in ms (`retry_backoff_ms`..=43,200,000; default 300,000).
+    pub max_backoff_ms: u64,
+    /// How long a delivered message stays invisible to other consumers, in ms: longer than the
+    /// function's `timeout_ms` (default `timeout_ms` + 10,000; at most 43,200,000).
+    pub visibility_timeout_ms: u64,
+}
+
+impl QueueTrigger {
+    /// Default `batch_size`.
+    pub const DEFAULT_BATCH_SIZE: u32 = 10;
+    /// Allowed `batch_size` range.
+    pub const BATCH_SIZE_RANGE: RangeInclusive<u64> = 1..=100;
+    /// Default `concurrency`.
+    pub const DEFAULT_CONCURRENCY: u32 = 4;
+    /// Allowed `concurrency` range.
+    pub const CONCURRENCY_RANGE: RangeInclusive<u64> = 1..=1000;
+    /// Default `max_attempts`.
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+    /// Allowed `max_attempts` range.
+    pub const MAX_ATTEMPTS_RANGE: RangeInclusive<u64> = 1..=100;
+    /// Default `retry_backoff_ms`.
+    pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 1000;
+    /// Allowed `retry_backoff_ms` range.
+    pub const RETRY_BACKOFF_MS_RANGE: RangeInclusive<u64> = 1..=3_600_000;
+    /// Default `max_backoff_ms` (at least `retry_backoff_ms`).
+    pub const DEFAULT_MAX_BACKOFF_MS: u64 = 300_000;
+    /// Largest `max_backoff_ms` and `visibility_timeout_ms` (12 hours).
+    pub const MAX_DELAY_MS: u64 = 43_200_000;
+    /// Added to the function's `timeout_ms` for the default `visibility_timeout_ms`.
+    pub const VISIBILITY_MARGIN_MS: u64 = 10_000;
+}
+
+/// A schedule: `function` is invoked at every tick.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CronTrigger {
+    /// The function invoked.
+    pub function: String,
+    /// 5 fields (minute first) or 6 (seconds first); parse with [`crate::cron::Schedule`].
+    pub schedule: String,
+    /// IANA time zone the schedule is read in (default `UTC`).
+    pub timezone: String,
+    /// What happens to ticks missed while Nimbus was down.
+    pub missed: MissedTicks,
+}
+
+/// The missed-tick policy of a cron trigger.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissedTicks {
+    /// Dropped.
+    Skip,
+    /// One catch-up run for the latest missed tick at start-up (the default).
+    #[default]
+    RunOnce,
+}
+
+/// One function: a WebAssembly component plus how it is reached and what it may use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Function {
     /// Unique within the app; same rules as the app name.
@@ -32,8 +216,8 @@ pub struct Function {
     pub component: String,
     /// Shell command that produces `component`, run in the manifest's directory.
     pub build: Option<String>,
-    /// HTTP routes, in manifest order. Non-empty today; will be allowed to be empty once
-    /// functions can be triggered by events instead.
+    /// HTTP routes, in manifest order. Empty only for a function that a trigger names (an
+    /// event handler reached by no HTTP route).
     pub routes: Vec<Route>,
     /// Resource limits, defaults filled in.
     pub limits: Limits,
@@ -57,6 +241,37 @@ pub struct Function {
     /// `wasi:blobstore`; S3 bucket-name rules.
     #[serde(default)]
     pub buckets: Vec<String>,
+    /// Queues of the app (`[[queue]]`) the function may send to through `nimbus:queue/sender`.
+    #[serde(default)]
+    pub queues: Vec<String>,
+    /// How asynchronous invocations are retried and where their outcomes go
+    /// (`[function.async]`).
+    #[serde(default, rename = "async")]
+    pub async_invocation: AsyncConfig,
+}
+
+/// `[function.async]` (Lambda's asynchronous-invocation configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsyncConfig {
+    /// Attempts before an invocation is failed (1..=100; default 3).
+    pub max_attempts: u32,
+    /// Delay before the first retry, in ms; doubles per attempt, with jitter (default 1,000).
+    pub retry_backoff_ms: u64,
+    /// A `[[queue]]` that gets a record of every successful invocation.
+    pub on_success: Option<String>,
+    /// A `[[queue]]` that gets a record of every invocation that failed for good.
+    pub on_failure: Option<String>,
+}
+
+impl Default for AsyncConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: QueueTrigger::DEFAULT_MAX_ATTEMPTS,
+            retry_backoff_ms: QueueTrigger::DEFAULT_RETRY_BACKOFF_MS,
+            on_success: None,
+            on_failure: None,
+        }
+    }
 }
 
 /// Per-function resource limits.

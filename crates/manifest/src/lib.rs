@@ -26,21 +26,30 @@
 //! - `outbound` — `allowed_outbound_hosts` syntax and matching: [`OutboundHost`].
 //! - `config` — `[function.config]`, `secrets` and `buckets`: what `wasi:config` and
 //!   `wasi:blobstore` serve.
+//! - `triggers` — `[[queue]]`, `[[trigger.queue]]` and `[[trigger.cron]]`;
+//!   `change_triggers` — `[[trigger.object]]` and `[[trigger.kv]]`.
+//! - [`cron`] — cron schedules in a time zone ([`cron::Schedule`]).
 //! - `host` — host-name syntax shared by routes and outbound hosts.
 //! - `error` — [`ManifestError`] and byte-offset → line/column conversion.
 //! - `locate` — turns toml's own errors into [`ManifestError`]s that name the field.
 
 mod app;
+mod change_triggers;
 mod config;
+pub mod cron;
 mod error;
 mod host;
 mod locate;
 mod outbound;
 mod route;
 mod schema;
+mod triggers;
 mod validate;
 
-pub use app::{App, Function, Limits};
+pub use app::{
+    App, AsyncConfig, ChangeKind, ChangeTrigger, CronTrigger, Function, Limits, MissedTicks, Queue,
+    QueueTrigger, Triggers,
+};
 pub use config::{check_bucket_name, check_config_name};
 pub use error::ManifestError;
 pub use outbound::{HostPattern, OutboundHost, PortPattern};

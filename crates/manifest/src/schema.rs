@@ -6,9 +6,9 @@
 //! of serde's positionless "missing field". `deny_unknown_fields` everywhere turns typos into
 //! errors that list the expected keys.
 //!
-//! Future trigger kinds (`[[trigger.cron]]` …) will be new top-level keys here; a function
-//! reached only by triggers will simply have no `routes`, which is why `routes` is optional at
-//! this layer and the "has no routes" rule lives in validation.
+//! Triggers (`[[trigger.queue]]`, `[[trigger.cron]]`) are top-level tables naming a function; a
+//! function reached only by triggers has no `routes`, which is why `routes` is optional here and
+//! the "no routes and no trigger" rule lives in validation.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,6 +24,78 @@ pub(crate) struct RawManifest {
     pub app: Option<Spanned<RawApp>>,
     #[serde(rename = "function")]
     pub functions: Option<Spanned<Vec<Spanned<RawFunction>>>>,
+    #[serde(rename = "queue")]
+    pub queues: Option<Spanned<Vec<Spanned<RawQueue>>>>,
+    #[serde(rename = "trigger")]
+    pub triggers: Option<Spanned<RawTriggers>>,
+}
+
+/// One `[[queue]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[queue]] table")]
+pub(crate) struct RawQueue {
+    pub name: Option<Spanned<String>>,
+    pub max_message_bytes: Option<Spanned<Integer>>,
+    pub max_messages: Option<Spanned<Integer>>,
+}
+
+/// `[trigger]`: the trigger kinds, each an array of tables.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "[[trigger.queue]] or [[trigger.cron]] tables"
+)]
+pub(crate) struct RawTriggers {
+    pub queue: Option<Vec<Spanned<RawQueueTrigger>>>,
+    pub cron: Option<Vec<Spanned<RawCronTrigger>>>,
+    pub object: Option<Vec<Spanned<RawChangeTrigger>>>,
+    pub kv: Option<Vec<Spanned<RawChangeTrigger>>>,
+}
+
+/// One `[[trigger.object]]` or `[[trigger.kv]]`: changes in a bucket or key-value store.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a [[trigger.object]] or [[trigger.kv]] table"
+)]
+pub(crate) struct RawChangeTrigger {
+    pub function: Option<Spanned<String>>,
+    /// `[[trigger.object]]` only.
+    pub bucket: Option<Spanned<String>>,
+    /// `[[trigger.kv]]` only.
+    pub store: Option<Spanned<String>>,
+    pub events: Option<Spanned<StringList>>,
+    pub prefix: Option<Spanned<String>>,
+    /// `[[trigger.object]]` only.
+    pub suffix: Option<Spanned<String>>,
+    pub concurrency: Option<Spanned<Integer>>,
+    pub max_attempts: Option<Spanned<Integer>>,
+    pub dead_letter_queue: Option<Spanned<String>>,
+}
+
+/// One `[[trigger.queue]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[trigger.queue]] table")]
+pub(crate) struct RawQueueTrigger {
+    pub function: Option<Spanned<String>>,
+    pub queue: Option<Spanned<String>>,
+    pub batch_size: Option<Spanned<Integer>>,
+    pub concurrency: Option<Spanned<Integer>>,
+    pub max_attempts: Option<Spanned<Integer>>,
+    pub dead_letter_queue: Option<Spanned<String>>,
+    pub retry_backoff_ms: Option<Spanned<Integer>>,
+    pub max_backoff_ms: Option<Spanned<Integer>>,
+    pub visibility_timeout_ms: Option<Spanned<Integer>>,
+}
+
+/// One `[[trigger.cron]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[trigger.cron]] table")]
+pub(crate) struct RawCronTrigger {
+    pub function: Option<Spanned<String>>,
+    pub schedule: Option<Spanned<String>>,
+    pub timezone: Option<Spanned<String>>,
+    pub missed: Option<Spanned<String>>,
 }
 
 /// `[app]`.
@@ -52,7 +124,20 @@ pub(crate) struct RawFunction {
     pub config: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
     pub secrets: Option<Spanned<StringList>>,
     pub buckets: Option<Spanned<StringList>>,
+    pub queues: Option<Spanned<StringList>>,
     pub env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    #[serde(rename = "async")]
+    pub async_invocation: Option<Spanned<RawAsync>>,
+}
+
+/// `[function.async]`: how asynchronous invocations of the function are retried and reported.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [function.async] table")]
+pub(crate) struct RawAsync {
+    pub max_attempts: Option<Spanned<Integer>>,
+    pub retry_backoff_ms: Option<Spanned<Integer>>,
+    pub on_success: Option<Spanned<String>>,
+    pub on_failure: Option<Spanned<String>>,
 }
 
 /// A TOML integer, range-checked later so that out-of-range values get the same "must be

@@ -37,7 +37,7 @@ impl Source<'_> {
         ManifestError::at(self.file, self.text, span, Some(field), message)
     }
 
-    fn line(&self, span: &Range<usize>) -> usize {
+    pub(crate) fn line(&self, span: &Range<usize>) -> usize {
         line_column(self.text, span.start).0
     }
 }
@@ -76,16 +76,40 @@ pub(crate) fn validate(raw: RawManifest, src: &Source<'_>) -> Result<App, Manife
     let mut functions = Vec::with_capacity(raw_functions.len());
     let mut names: HashMap<String, Range<usize>> = HashMap::new();
     let mut routes: HashMap<Route, (String, Range<usize>)> = HashMap::new();
+    let mut unrouted = Vec::new();
+    let mut queue_refs = Vec::new();
     for (index, raw_function) in raw_functions.into_iter().enumerate() {
-        let function = validate_function(raw_function, index, src, &mut names, &mut routes)?;
+        let function = validate_function(
+            raw_function,
+            index,
+            src,
+            &mut names,
+            &mut routes,
+            &mut unrouted,
+            &mut queue_refs,
+        )?;
         functions.push(function);
     }
 
-    Ok(App {
+    let (queues, triggers) =
+        crate::triggers::validate(raw.queues, raw.triggers, &functions, queue_refs, src)?;
+    let app = App {
         name: name.into_inner(),
         description: description.map(Spanned::into_inner),
         functions,
-    })
+        queues,
+        triggers,
+    };
+    if let Some((name, span)) = unrouted.into_iter().find(|(name, _)| !app.triggered(name)) {
+        return Err(src.error(
+            span,
+            format!("function \"{name}\": routes"),
+            format!(
+                "function \"{name}\" has no routes and no trigger names it; add routes = [\"/{name}/...\"], a [[trigger.*]] for it, or a [function.async] table if it is only invoked asynchronously"
+            ),
+        ));
+    }
+    Ok(app)
 }
 
 fn validate_function(
@@ -94,6 +118,8 @@ fn validate_function(
     src: &Source<'_>,
     names: &mut HashMap<String, Range<usize>>,
     routes_in_app: &mut HashMap<Route, (String, Range<usize>)>,
+    unrouted: &mut Vec<(String, Range<usize>)>,
+    queue_refs: &mut Vec<(Spanned<String>, String)>,
 ) -> Result<Function, ManifestError> {
     let (span, mut raw) = (raw.span(), raw.into_inner());
 
@@ -142,7 +168,15 @@ fn validate_function(
         other => other.map(Spanned::into_inner),
     };
 
-    let routes = validate_routes(raw.routes.take(), span, &name, &at, src, routes_in_app)?;
+    let routes = validate_routes(
+        raw.routes.take(),
+        span,
+        &name,
+        &at,
+        src,
+        routes_in_app,
+        unrouted,
+    )?;
     let limits = validate_limits(&raw, &at, src)?;
     let env = validate_env(raw.env.take(), &at, src)?;
 
@@ -161,6 +195,29 @@ fn validate_function(
     let (config, secrets) =
         crate::config::validate_config(raw.config.take(), raw.secrets.take(), &at, src)?;
     let buckets = crate::config::validate_buckets(raw.buckets.take(), &at, src)?;
+    let mut queues = Vec::new();
+    for entry in raw
+        .queues
+        .take()
+        .map(|l| l.into_inner().0)
+        .unwrap_or_default()
+    {
+        if queues.contains(entry.get_ref()) {
+            return Err(src.error(
+                entry.span(),
+                format!("{at}: queues"),
+                format!("queue `{}` is listed twice", entry.get_ref()),
+            ));
+        }
+        queues.push(entry.get_ref().clone());
+        queue_refs.push((entry, format!("{at}: queues")));
+    }
+    let raw_async = raw.async_invocation.take();
+    if raw_async.is_some() {
+        // Invoked asynchronously: reachable without routes or triggers.
+        unrouted.retain(|(n, _)| *n != name);
+    }
+    let async_invocation = validate_async(raw_async, &at, src, queue_refs)?;
 
     Ok(Function {
         name,
@@ -174,6 +231,50 @@ fn validate_function(
         config,
         secrets,
         buckets,
+        queues,
+        async_invocation,
+    })
+}
+
+/// `[function.async]`; its queue names are checked once the queues are known (`queue_refs`).
+fn validate_async(
+    raw: Option<Spanned<crate::schema::RawAsync>>,
+    at: &str,
+    src: &Source<'_>,
+    queue_refs: &mut Vec<(Spanned<String>, String)>,
+) -> Result<crate::app::AsyncConfig, ManifestError> {
+    use crate::app::{AsyncConfig, QueueTrigger};
+    let Some(raw) = raw.map(Spanned::into_inner) else {
+        return Ok(AsyncConfig::default());
+    };
+    let max_attempts = ranged(
+        raw.max_attempts.as_ref(),
+        &format!("{at}: async.max_attempts"),
+        QueueTrigger::MAX_ATTEMPTS_RANGE,
+        QueueTrigger::DEFAULT_MAX_ATTEMPTS.into(),
+        src,
+    )?;
+    let retry_backoff_ms = ranged(
+        raw.retry_backoff_ms.as_ref(),
+        &format!("{at}: async.retry_backoff_ms"),
+        QueueTrigger::RETRY_BACKOFF_MS_RANGE,
+        QueueTrigger::DEFAULT_RETRY_BACKOFF_MS,
+        src,
+    )?;
+    let mut destination = |value: Option<Spanned<String>>, key: &str| {
+        value.map(|v| {
+            let name = v.get_ref().clone();
+            queue_refs.push((v, format!("{at}: async.{key}")));
+            name
+        })
+    };
+    let on_success = destination(raw.on_success, "on_success");
+    let on_failure = destination(raw.on_failure, "on_failure");
+    Ok(AsyncConfig {
+        max_attempts: u32::try_from(max_attempts).unwrap_or(QueueTrigger::DEFAULT_MAX_ATTEMPTS),
+        retry_backoff_ms,
+        on_success,
+        on_failure,
     })
 }
 
@@ -184,19 +285,16 @@ fn validate_routes(
     at: &str,
     src: &Source<'_>,
     routes_in_app: &mut HashMap<Route, (String, Range<usize>)>,
+    unrouted: &mut Vec<(String, Range<usize>)>,
 ) -> Result<Vec<Route>, ManifestError> {
     let field = format!("{at}: routes");
     let (span, entries) = match raw {
         Some(list) => (list.span(), list.into_inner().0),
         None => (function_span, Vec::new()),
     };
-    // The one place that requires HTTP routes; drop this check when event triggers arrive.
+    // A function without routes must be named by a trigger; checked once triggers are known.
     if entries.is_empty() {
-        return Err(src.error(
-            span,
-            field,
-            format!("function \"{name}\" has no routes; add at least one, e.g. routes = [\"/{name}/...\"]"),
-        ));
+        unrouted.push((name.to_owned(), span));
     }
     let mut routes = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -226,22 +324,7 @@ fn validate_limits(raw: &RawFunction, at: &str, src: &Source<'_>) -> Result<Limi
     let defaults = Limits::default();
     let check =
         |value: &Option<Spanned<Integer>>, key: &str, range: RangeInclusive<u64>, default: u64| {
-            let Some(value) = value else {
-                return Ok(default);
-            };
-            let n = value.get_ref().0;
-            match u64::try_from(n) {
-                Ok(n) if range.contains(&n) => Ok(n),
-                _ => Err(src.error(
-                    value.span(),
-                    format!("{at}: {key}"),
-                    format!(
-                        "must be between {} and {} (got {n})",
-                        range.start(),
-                        range.end()
-                    ),
-                )),
-            }
+            ranged(value.as_ref(), &format!("{at}: {key}"), range, default, src)
         };
     let widen = |r: RangeInclusive<u32>| u64::from(*r.start())..=u64::from(*r.end());
     let memory_mb = check(
@@ -307,6 +390,32 @@ fn validate_limits(raw: &RawFunction, at: &str, src: &Source<'_>) -> Result<Limi
         max_concurrency: u32::try_from(max_concurrency).unwrap_or(defaults.max_concurrency),
         max_body_bytes,
     })
+}
+
+/// An optional integer in `range`, or `default` when absent.
+pub(crate) fn ranged(
+    value: Option<&Spanned<Integer>>,
+    field: &str,
+    range: RangeInclusive<u64>,
+    default: u64,
+    src: &Source<'_>,
+) -> Result<u64, ManifestError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let n = value.get_ref().0;
+    match u64::try_from(n) {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(src.error(
+            value.span(),
+            field.to_owned(),
+            format!(
+                "must be between {} and {} (got {n})",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
 }
 
 fn validate_env(

@@ -978,6 +978,15 @@ impl ObjectStore for FsStore {
         }
     }
 
+    async fn upload_target(
+        &self,
+        tenant: &str,
+        upload: &str,
+    ) -> Result<(String, String), ObjectError> {
+        let record = self.upload(tenant, upload)?;
+        Ok((record.bucket, record.key))
+    }
+
     async fn list_parts(&self, tenant: &str, upload: &str) -> Result<Vec<PartInfo>, ObjectError> {
         self.upload(tenant, upload)?;
         Ok(self

@@ -52,7 +52,13 @@ impl ObjectService {
 
     /// The S3 service (signature checks against the key store, AWS bucket-name rules).
     pub fn s3_service(&self) -> s3s::service::S3Service {
-        let api = s3::S3Api::new(self.store.clone(), self.keys.clone());
+        self.s3_service_over(self.store.clone())
+    }
+
+    /// The S3 service over `store` — this service's store behind a wrapper (e.g. one that
+    /// reports changes to triggers).
+    pub fn s3_service_over(&self, store: Arc<dyn ObjectStore>) -> s3s::service::S3Service {
+        let api = s3::S3Api::new(store, self.keys.clone());
         let mut builder = s3s::service::S3ServiceBuilder::new(api);
         builder.set_auth(s3::KeyAuth(self.keys.clone()));
         builder.build()

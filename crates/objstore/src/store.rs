@@ -179,6 +179,12 @@ pub trait ObjectStore: Send + Sync {
         number: u32,
         body: ByteStream,
     ) -> Result<PartInfo, ObjectError>;
+    /// The bucket and key a multipart upload will complete into.
+    async fn upload_target(
+        &self,
+        tenant: &str,
+        upload: &str,
+    ) -> Result<(String, String), ObjectError>;
     /// The parts uploaded so far, by number.
     async fn list_parts(&self, tenant: &str, upload: &str) -> Result<Vec<PartInfo>, ObjectError>;
     /// Assembles the listed parts (number, etag) into the object, atomically.

@@ -8,7 +8,7 @@ use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
 
 use crate::args::InvokeArgs;
-use crate::client::ApiClient;
+use crate::client::{ApiClient, AsyncOptions};
 use crate::output;
 
 #[derive(Serialize)]
@@ -36,6 +36,10 @@ pub async fn run(args: InvokeArgs, json: bool) -> anyhow::Result<()> {
             _ => bail!("app `{app}` has several functions: name one as `{app}/FUNCTION`"),
         },
     };
+    if args.async_ {
+        let route = function.routes.first();
+        return invoke_async(&client, app, &function.name, route, &args, json).await;
+    }
     let route = function
         .routes
         .first()
@@ -107,5 +111,62 @@ pub async fn run(args: InvokeArgs, json: bool) -> anyhow::Result<()> {
         headers.get("x-request-id").map_or("-", String::as_str)
     );
     std::io::stdout().write_all(&body)?;
+    Ok(())
+}
+
+/// `nimbus invoke --async`: queue the invocation, print its id.
+async fn invoke_async(
+    client: &ApiClient,
+    app: &str,
+    function: &str,
+    route: Option<&String>,
+    args: &InvokeArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let body = match &args.data {
+        Some(data) => match data.strip_prefix('@') {
+            Some(file) => std::fs::read(file).with_context(|| format!("cannot read {file}"))?,
+            None => data.clone().into_bytes(),
+        },
+        None => Vec::new(),
+    };
+    let mut content_type = None;
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| anyhow!("invalid header `{header}`: expected `Name: value`"))?;
+        if !name.trim().eq_ignore_ascii_case("content-type") {
+            bail!("with --async only the Content-Type header is passed on (got `{name}`)");
+        }
+        content_type = Some(value.trim().to_owned());
+    }
+    // HTTP functions get a path (the given one, or their first route's); event functions
+    // ignore it.
+    let path = args.path.clone().or_else(|| {
+        route.map(|r| {
+            let p = r.find('/').map_or("/", |i| &r[i..]);
+            let p = p.strip_suffix("/...").unwrap_or(p);
+            if p.is_empty() {
+                "/".to_owned()
+            } else {
+                p.to_owned()
+            }
+        })
+    });
+    let method = args.method.to_uppercase();
+    let options = AsyncOptions {
+        content_type: content_type.as_deref(),
+        method: Some(&method),
+        path: path.as_deref(),
+        idempotency_key: args.idempotency_key.as_deref(),
+    };
+    let accepted = client.invoke_async(app, function, body, options).await?;
+    if json {
+        return output::json(&accepted);
+    }
+    if accepted.deduplicated {
+        eprintln!("already invoked with this idempotency key; not run again");
+    }
+    println!("{}", accepted.record.id);
     Ok(())
 }

@@ -97,7 +97,7 @@ pub async fn run(args: KvArgs, json: bool) -> anyhow::Result<()> {
 }
 
 /// The value argument: literal text, `@FILE`, or `-` for standard input.
-fn read_value(arg: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_value(arg: &str) -> anyhow::Result<Vec<u8>> {
     if arg == "-" {
         let mut buf = Vec::new();
         std::io::stdin()

@@ -8,7 +8,7 @@ use crate::config::{
     ClientConfig, DEFAULT_API_LISTEN, DEFAULT_LISTEN, DEFAULT_S3_LISTEN, ServerFile,
     client_config_path, default_data_dir,
 };
-use crate::server::{self, KvSetting, ServerConfig};
+use crate::server::{self, KvSetting, QueueSetting, ServerConfig};
 
 /// `nimbus up`.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -41,6 +41,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             None => KvSetting::Embedded,
         },
         secrets_key_file: args.secrets_key_file.or(file.secrets_key_file),
+        queues: match args.queues.or(file.queues) {
+            Some(q) => q.parse()?,
+            None => QueueSetting::Embedded,
+        },
     };
     let running = server::start(config.clone()).await?;
     let api_url = format!("http://{}", running.api_addr);
@@ -67,6 +71,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("  data dir    {}", config.data_dir.display());
     println!("  key-value   {}", config.kv);
+    println!("  queues      {}", config.queues);
     println!("  apps        {} restored", running.restored);
     if running.new_token.is_some() {
         println!("  API token   new, saved to {}", config_path.display());

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use crate::guests::repo_root;
 
-struct Up {
-    child: Child,
-    config: tempfile::TempDir,
+pub(crate) struct Up {
+    pub(crate) child: Child,
+    pub(crate) config: tempfile::TempDir,
+    args: Vec<String>,
 }
 
 impl Drop for Up {
@@ -20,7 +21,7 @@ impl Drop for Up {
 }
 
 impl Up {
-    fn start(data: &Path) -> Self {
+    pub(crate) fn start(data: &Path) -> Self {
         let mut args: Vec<String> = [
             "up",
             "--listen",
@@ -39,28 +40,59 @@ impl Up {
 
     fn start_with(args: &[String]) -> Self {
         let config = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        let child = Self::spawn(args, config.path());
+        let up = Self {
+            child,
+            config,
+            args: args.to_vec(),
+        };
+        up.wait_ready();
+        up
+    }
+
+    fn spawn(args: &[String], config: &Path) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_nimbus"))
             .args(args)
-            .env("NIMBUS_CONFIG", config.path().join("config.json"))
+            .env("NIMBUS_CONFIG", config.join("config.json"))
             .env("NIMBUS_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
-            .unwrap();
-        let up = Self { child, config };
-        // Readiness: the client config appears once the API is bound; then poll `apps`.
+            .unwrap()
+    }
+
+    /// Readiness: the client config appears once the API is bound; then poll `apps`.
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             assert!(Instant::now() < deadline, "nimbus up did not become ready");
-            if up.config.path().join("config.json").exists()
-                && up.nimbus(&["apps"]).status.success()
+            if self.config.path().join("config.json").exists()
+                && self.nimbus(&["apps"]).status.success()
             {
-                return up;
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    fn nimbus(&self, args: &[&str]) -> Output {
+    /// SIGKILLs the server, then starts it again on the same data dir and client config.
+    pub(crate) fn kill_9_and_restart(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL on Unix
+        self.child.wait().unwrap();
+        self.child = Self::spawn(&self.args, self.config.path());
+        self.wait_ready();
+    }
+
+    /// The API URL and token from the client config.
+    pub(crate) fn api(&self) -> (String, String) {
+        let text = std::fs::read_to_string(self.config.path().join("config.json")).unwrap();
+        let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+        (
+            config["api"].as_str().unwrap().to_owned(),
+            config["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub(crate) fn nimbus(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_nimbus"))
             .args(args)
             .env("NIMBUS_CONFIG", self.config.path().join("config.json"))
@@ -71,7 +103,7 @@ impl Up {
             .unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.nimbus(args);
         assert!(
             out.status.success(),

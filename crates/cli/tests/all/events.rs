@@ -47,6 +47,7 @@ fn spec(name: &str, limits: Limits) -> FunctionSpec {
         config: Default::default(),
         secrets: Vec::new(),
         buckets: Vec::new(),
+        queues: Vec::new(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, Once};
 
 use nimbus_cli::client::ApiClient;
-use nimbus_cli::server::{self, KvSetting, Running, ServerConfig};
+use nimbus_cli::server::{self, KvSetting, QueueSetting, Running, ServerConfig};
 use nimbus_control::types::{DeployRequest, DeployResponse};
 use nimbus_gateway::GatewayConfig;
 use sha2::{Digest, Sha256};
@@ -89,11 +89,33 @@ impl Nimbus {
         .await
     }
 
+    /// Starts a fresh Nimbus with another queue backend.
+    pub async fn start_with_queues(queues: QueueSetting) -> Self {
+        Self::start_full(
+            Arc::new(tempfile::tempdir().unwrap()),
+            None,
+            GatewayConfig::default(),
+            KvSetting::Embedded,
+            queues,
+        )
+        .await
+    }
+
     async fn start_with(
         data_dir: Arc<tempfile::TempDir>,
         token: Option<String>,
         gateway: GatewayConfig,
         kv: KvSetting,
+    ) -> Self {
+        Self::start_full(data_dir, token, gateway, kv, QueueSetting::Embedded).await
+    }
+
+    async fn start_full(
+        data_dir: Arc<tempfile::TempDir>,
+        token: Option<String>,
+        gateway: GatewayConfig,
+        kv: KvSetting,
+        queues: QueueSetting,
     ) -> Self {
         init_logging();
         let running = server::start(ServerConfig {
@@ -106,6 +128,7 @@ impl Nimbus {
             keep_resident_bytes: None,
             kv,
             secrets_key_file: None,
+            queues,
         })
         .await
         .unwrap();

@@ -9,14 +9,18 @@
     reason = "test code"
 )]
 
+mod changes;
 mod cli;
+mod cron;
 mod deploy;
 mod events;
 mod examples;
 mod gateway;
 mod guests;
 mod harness;
+mod invoke_async;
 mod isolation;
 mod kv;
 mod objects;
+mod queues;
 mod secrets;

@@ -7,14 +7,14 @@ use std::process::Command;
 use crate::guests;
 use crate::harness::Nimbus;
 
-struct Aws {
+pub(crate) struct Aws {
     endpoint: String,
     id: String,
     secret: String,
 }
 
 impl Aws {
-    async fn for_nimbus(nimbus: &Nimbus) -> Self {
+    pub(crate) async fn for_nimbus(nimbus: &Nimbus) -> Self {
         let key = nimbus.api.key_create().await.unwrap();
         Self {
             endpoint: format!("http://{}", nimbus.running().s3_addr),
@@ -23,7 +23,7 @@ impl Aws {
         }
     }
 
-    async fn run(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) async fn run(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new(crate::cli::aws_cli());
         cmd.arg("--endpoint-url")
             .arg(&self.endpoint)
@@ -177,5 +177,53 @@ async fn a_function_cannot_open_a_bucket_it_did_not_declare() {
     let aws = Aws::for_nimbus(&nimbus).await;
     let ls = aws.run(&["s3", "ls"]).await;
     assert_eq!(String::from_utf8_lossy(&ls.stdout).trim(), "");
+    nimbus.stop().await;
+}
+
+/// A function that writes an object through wasi:blobstore but never calls `finish` leaves no
+/// object behind — not even an empty or partial one; a finished write is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_blobstore_write_stores_nothing() {
+    let component = guests::py("guests/py/blobdrop", "nimbus-guest");
+    let nimbus = Nimbus::start().await;
+    let manifest = crate::harness::manifest(
+        "blobdrop",
+        "writer",
+        &["/finished/...", "/unfinished/..."],
+        "buckets = [\"scratch\"]",
+    );
+    nimbus
+        .deploy(&manifest, &[("writer", &component)])
+        .await
+        .unwrap();
+    let put = |path: &str| {
+        nimbus
+            .http
+            .put(format!("{}{path}", nimbus.gateway_url))
+            .send()
+    };
+    assert_eq!(put("/unfinished/half.txt").await.unwrap().status(), 200);
+    assert_eq!(put("/finished/whole.txt").await.unwrap().status(), 200);
+    let aws = Aws::for_nimbus(&nimbus).await;
+    // The finished object shows up; give the abandoned write as long again to appear.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ls = aws.run(&["s3", "ls", "s3://scratch/"]).await;
+        if String::from_utf8_lossy(&ls.stdout).contains("whole.txt") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "finished object missing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let ls = aws.run(&["s3", "ls", "s3://scratch/"]).await;
+    let listing = String::from_utf8_lossy(&ls.stdout).into_owned();
+    assert!(
+        !listing.contains("half.txt"),
+        "an unfinished write became an object: {listing}"
+    );
     nimbus.stop().await;
 }
