@@ -87,6 +87,11 @@ pub struct UpArgs {
     /// More trades memory for fewer page faults per request (large JS/Python guests).
     #[arg(long, env = "NIMBUS_KEEP_RESIDENT_KIB")]
     pub keep_resident_kib: Option<usize>,
+    /// How long an idle function keeps its compiled code in memory before it scales to zero:
+    /// a duration (`10m`, `90s`, `0s`) or `adaptive` (learned per function from its idle
+    /// times, Shahrad et al. ATC '20) [default: 10m].
+    #[arg(long, env = "NIMBUS_KEEP_ALIVE")]
+    pub keep_alive: Option<String>,
     /// Key-value backend: `embedded` (durable, in the data dir), `redis://HOST:PORT` or
     /// `nats://HOST:PORT` (JetStream KV) [default: embedded].
     #[arg(long, env = "NIMBUS_KV")]

@@ -16,6 +16,7 @@ use nimbus_control::types::Info;
 use nimbus_control::{Platform, StateStore};
 use nimbus_engine::{Engine, EngineConfig, Services};
 use nimbus_gateway::{Gateway, GatewayConfig};
+use nimbus_scaling::KeepAlivePolicy;
 use nimbus_triggers::changes::{ChangeRouter, ObservedKv, ObservedObjects};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -48,6 +49,11 @@ pub struct ServerConfig {
     pub secrets_key_file: Option<PathBuf>,
     /// Where the queues live.
     pub queues: QueueSetting,
+    /// When idle functions release their code (`--keep-alive`).
+    pub keep_alive: KeepAlivePolicy,
+    /// How often idle functions are checked against it; `None` keeps the engine's default
+    /// (1 s). Tests shorten it.
+    pub reap_interval: Option<std::time::Duration>,
 }
 
 /// A started platform.
@@ -99,6 +105,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let mut engine_config = EngineConfig::new(data.join("cache"));
     if let Some(bytes) = config.keep_resident_bytes {
         engine_config.keep_resident_bytes = bytes;
+    }
+    engine_config.keep_alive = config.keep_alive.clone();
+    if let Some(interval) = config.reap_interval {
+        engine_config.reap_interval = interval;
     }
     let raw_kv = open_kv(&config.kv, data).await?;
     let master_key = master_key(config.secrets_key_file.as_deref(), data)?;

@@ -277,17 +277,44 @@ impl Platform {
 
     /// All apps.
     pub fn list(&self) -> Result<Vec<AppStatus>, ControlError> {
-        Ok(self
+        let mut apps: Vec<AppStatus> = self
             .store
             .list_apps(DEFAULT_TENANT)?
             .iter()
             .map(AppRecord::status)
-            .collect())
+            .collect();
+        for app in &mut apps {
+            self.fill_residency(app);
+        }
+        Ok(apps)
     }
 
     /// One app.
     pub fn get(&self, name: &str) -> Result<AppStatus, ControlError> {
-        Ok(self.record(name)?.status())
+        let mut app = self.record(name)?.status();
+        self.fill_residency(&mut app);
+        Ok(app)
+    }
+
+    /// Says which functions have their code in memory, unless a deploy holds the live state.
+    fn fill_residency(&self, app: &mut AppStatus) {
+        let Ok(live) = self.live.try_lock() else {
+            return;
+        };
+        let Some(live) = live.get(&app.name) else {
+            return;
+        };
+        for function in &mut app.functions {
+            let http = live.http.get(&function.name).map(HttpFunction::is_resident);
+            let event = live
+                .events
+                .get(&function.name)
+                .map(EventFunction::is_resident);
+            function.resident = match (http, event) {
+                (None, None) => None,
+                (a, b) => Some(a.unwrap_or(false) || b.unwrap_or(false)),
+            };
+        }
     }
 
     fn record(&self, name: &str) -> Result<AppRecord, ControlError> {

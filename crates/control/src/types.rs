@@ -85,6 +85,13 @@ pub struct FunctionStatus {
     pub timeout_ms: u64,
     /// Concurrency limit.
     pub max_concurrency: u32,
+    /// Instances kept ready (0: the function scales to zero when idle).
+    #[serde(default)]
+    pub min_instances: u32,
+    /// Whether the function's code is in memory now (`false`: scaled to zero, the next call
+    /// activates it). Absent when unknown (while a deploy is in progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resident: Option<bool>,
 }
 
 /// `GET /v1/info`: what the CLI needs to print URLs.
@@ -259,6 +266,8 @@ impl AppRecord {
                         memory_mb: f.limits.memory_mb,
                         timeout_ms: f.limits.timeout_ms,
                         max_concurrency: f.limits.max_concurrency,
+                        min_instances: f.limits.min_instances,
+                        resident: None,
                     })
                     .collect()
             })

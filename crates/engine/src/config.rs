@@ -26,6 +26,11 @@ pub struct EngineConfig {
     /// ends, instead of being returned to the kernel. Resetting keeps the pages mapped, so the
     /// next instance in the slot takes no page faults on them.
     pub keep_resident_bytes: usize,
+    /// When an idle function's compiled code is released from memory (and, for the hybrid
+    /// policy, loaded again ahead of its next predicted call).
+    pub keep_alive: nimbus_scaling::KeepAlivePolicy,
+    /// How often the reaper checks idle functions against their keep-alive windows.
+    pub reap_interval: Duration,
 }
 
 impl EngineConfig {
@@ -43,6 +48,8 @@ impl EngineConfig {
             // measured 1.2k → 2.2k req/s for the JS hello (BENCHMARKS.md), at the price of up
             // to this much resident memory per warm pool slot.
             keep_resident_bytes: 8 << 20,
+            keep_alive: nimbus_scaling::KeepAlivePolicy::default(),
+            reap_interval: Duration::from_secs(1),
         }
     }
 }

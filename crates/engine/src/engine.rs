@@ -14,6 +14,7 @@ use crate::error::EngineError;
 use crate::event::{EventFunction, EventHandlerPre};
 use crate::function::{FunctionSpec, HttpFunction};
 use crate::host::HostState;
+use crate::residency::{Components, Prepare, Reaper};
 use crate::services::Services;
 
 /// The shared engine. Cheap to clone.
@@ -30,6 +31,8 @@ struct Inner {
     services: Services,
     pooling: bool,
     stop_ticker: Arc<AtomicBool>,
+    components: Components,
+    reaper: Arc<Reaper>,
 }
 
 impl Drop for Inner {
@@ -41,8 +44,8 @@ impl Drop for Inner {
 /// A compiled component, ready to be prepared for one or more functions.
 #[derive(Clone)]
 pub struct LoadedComponent {
-    /// The compiled component.
-    pub component: Component,
+    /// The compiled component, shared with every function using the same digest.
+    pub component: Arc<Component>,
     /// SHA-256 of the component bytes.
     pub digest: String,
     /// Whether it came from the artifact cache (no compilation happened).
@@ -86,6 +89,8 @@ impl Engine {
         let cache = ArtifactCache::open(&config.cache_dir, &engine)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), config.epoch_tick, stop_ticker.clone())?;
+        let reaper = Reaper::new();
+        Reaper::spawn(&reaper, config.reap_interval)?;
 
         Ok(Self {
             inner: Arc::new(Inner {
@@ -96,6 +101,8 @@ impl Engine {
                 services,
                 pooling,
                 stop_ticker,
+                components: Components::default(),
+                reaper,
             }),
         })
     }
@@ -120,20 +127,44 @@ impl Engine {
         &self.inner.cache
     }
 
-    /// Loads the compiled artifact of the component with SHA-256 `digest` from the cache, if
-    /// it is there: no need to read or hash the component itself.
+    /// Loads the compiled artifact of the component with SHA-256 `digest` — shared with the
+    /// functions that have it mapped already, else from the cache, if it is there: no need to
+    /// read or hash the component itself.
     pub fn load_cached(&self, digest: &str) -> Result<Option<LoadedComponent>, EngineError> {
         let started = Instant::now();
-        Ok(self
-            .inner
-            .cache
-            .load(&self.inner.engine, digest)?
-            .map(|component| LoadedComponent {
-                component,
-                digest: digest.to_owned(),
-                cache_hit: true,
-                load_ms: started.elapsed().as_millis(),
-            }))
+        let component = match self.inner.components.get(digest) {
+            Some(shared) => Some(shared),
+            None => self
+                .inner
+                .cache
+                .load(&self.inner.engine, digest)?
+                .map(|component| self.inner.components.share(digest, component)),
+        };
+        Ok(component.map(|component| LoadedComponent {
+            component,
+            digest: digest.to_owned(),
+            cache_hit: true,
+            load_ms: started.elapsed().as_millis(),
+        }))
+    }
+
+    /// How many distinct compiled components are in memory (mapped by resident functions).
+    pub fn mapped_components(&self) -> usize {
+        self.inner.components.mapped()
+    }
+
+    /// Runs one reaper pass now (the reaper thread runs one every `reap_interval`): releases
+    /// the code of functions idle past their keep-alive window.
+    pub fn reap_now(&self) {
+        self.inner.reaper.pass(Instant::now());
+    }
+
+    pub(crate) fn components(&self) -> &Components {
+        &self.inner.components
+    }
+
+    pub(crate) fn reaper(&self) -> &Reaper {
+        &self.inner.reaper
     }
 
     /// Loads a component: from the artifact cache if it holds one, else by compiling it (and
@@ -156,7 +187,7 @@ impl Engine {
             })?;
         tracing::info!(digest = %digest, ms = started.elapsed().as_millis(), "compiled component");
         Ok(LoadedComponent {
-            component,
+            component: self.inner.components.share(&digest, component),
             digest,
             cache_hit: false,
             load_ms: started.elapsed().as_millis(),
@@ -169,13 +200,8 @@ impl Engine {
         component: &LoadedComponent,
         spec: FunctionSpec,
     ) -> Result<HttpFunction, EngineError> {
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component.component)
-            .map_err(|e| EngineError::MissingImport(format!("{e:#}")))?;
-        let proxy = ProxyPre::new(pre).map_err(|e| EngineError::WrongWorld(format!("{e:#}")))?;
-        Ok(HttpFunction::new(self.clone(), proxy, spec))
+        let pre = <ProxyPre<HostState> as Prepare>::prepare(self, &component.component)?;
+        Ok(HttpFunction::new(self.clone(), component, pre, spec))
     }
 
     /// Type-checks `component` as an event handler (`nimbus:events/handler`) and
@@ -185,21 +211,39 @@ impl Engine {
         component: &LoadedComponent,
         spec: FunctionSpec,
     ) -> Result<EventFunction, EngineError> {
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component.component)
-            .map_err(|e| EngineError::MissingImport(format!("{e:#}")))?;
-        let pre = EventHandlerPre::new(pre).map_err(|e| {
-            EngineError::WrongWorld(format!(
-                "{e:#} (an event function exports nimbus:events/handler@0.1.0)"
-            ))
-        })?;
-        Ok(EventFunction::new(self.clone(), pre, spec))
+        let pre = <EventHandlerPre<HostState> as Prepare>::prepare(self, &component.component)?;
+        Ok(EventFunction::new(self.clone(), component, pre, spec))
     }
 
     pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner.engine
+    }
+
+    fn instantiate_pre(
+        &self,
+        component: &Component,
+    ) -> Result<wasmtime::component::InstancePre<HostState>, EngineError> {
+        self.inner
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| EngineError::MissingImport(format!("{e:#}")))
+    }
+}
+
+impl Prepare for ProxyPre<HostState> {
+    fn prepare(engine: &Engine, component: &Component) -> Result<Self, EngineError> {
+        ProxyPre::new(engine.instantiate_pre(component)?)
+            .map_err(|e| EngineError::WrongWorld(format!("{e:#}")))
+    }
+}
+
+impl Prepare for EventHandlerPre<HostState> {
+    fn prepare(engine: &Engine, component: &Component) -> Result<Self, EngineError> {
+        EventHandlerPre::new(engine.instantiate_pre(component)?).map_err(|e| {
+            EngineError::WrongWorld(format!(
+                "{e:#} (an event function exports nimbus:events/handler@0.1.0)"
+            ))
+        })
     }
 }
 

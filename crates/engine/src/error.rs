@@ -30,6 +30,9 @@ pub enum EngineError {
         /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// A released function could not be loaded again.
+    #[error("function could not be activated: {0}")]
+    Activate(String),
     /// The wasmtime engine could not be configured.
     #[error("engine setup: {0}")]
     Setup(String),

@@ -8,10 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, LoadedComponent};
 use crate::error::{EngineError, InvokeError};
 use crate::function::{FunctionSpec, Invocation};
 use crate::host::HostState;
+use crate::residency::Resident;
 use crate::runtime::{FunctionRuntime, classify};
 
 mod bindings {
@@ -66,15 +67,32 @@ impl From<Event> for WitEvent {
 #[derive(Clone)]
 pub struct EventFunction {
     rt: Arc<FunctionRuntime>,
-    pre: EventHandlerPre<HostState>,
+    code: Arc<Resident<EventHandlerPre<HostState>>>,
 }
 
 impl EventFunction {
-    pub(crate) fn new(engine: Engine, pre: EventHandlerPre<HostState>, spec: FunctionSpec) -> Self {
+    pub(crate) fn new(
+        engine: Engine,
+        component: &LoadedComponent,
+        pre: EventHandlerPre<HostState>,
+        spec: FunctionSpec,
+    ) -> Self {
+        let code = Resident::new(
+            &engine,
+            &component.digest,
+            component.component.clone(),
+            pre,
+            spec.limits.min_instances > 0,
+        );
         Self {
             rt: Arc::new(FunctionRuntime::new(engine, spec)),
-            pre,
+            code,
         }
+    }
+
+    /// Whether the function's code is in memory (false once it scaled to zero).
+    pub fn is_resident(&self) -> bool {
+        self.code.is_resident()
     }
 
     /// The function's spec.
@@ -87,7 +105,9 @@ impl EventFunction {
         let mut store = self.rt.new_store(&Invocation {
             request_id: "warm-up".into(),
         });
-        self.pre
+        self.code
+            .prepared()
+            .await?
             .instantiate_async(&mut store)
             .await
             .map(drop)
@@ -103,11 +123,15 @@ impl EventFunction {
         invocation: Invocation,
     ) -> Result<Result<(), String>, InvokeError> {
         let limits = self.rt.spec.limits;
+        let (pre, _busy) = self
+            .code
+            .acquire()
+            .await
+            .map_err(|e| InvokeError::Instantiate(e.to_string()))?;
         let mut store = self.rt.new_store(&invocation);
         let event = WitEvent::from(event);
         let run = async {
-            let guest = self
-                .pre
+            let guest = pre
                 .instantiate_async(&mut store)
                 .await
                 .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;

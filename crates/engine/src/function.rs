@@ -10,9 +10,10 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, LoadedComponent};
 use crate::error::{EngineError, InvokeError};
 use crate::host::HostState;
+use crate::residency::Resident;
 use crate::runtime::{FunctionRuntime, classify};
 
 /// The body type of responses produced by functions.
@@ -56,24 +57,43 @@ pub struct Invocation {
     pub request_id: Arc<str>,
 }
 
-/// A function version ready to serve: a pre-instantiated component plus its limits.
+/// A function version ready to serve: its capabilities and limits, and its type-checked code,
+/// which is released from memory while the function idles and activated again by the next
+/// request (see [`crate::residency`]).
 #[derive(Clone)]
 pub struct HttpFunction {
     rt: Arc<FunctionRuntime>,
-    pre: ProxyPre<HostState>,
+    code: Arc<Resident<ProxyPre<HostState>>>,
 }
 
 impl HttpFunction {
-    pub(crate) fn new(engine: Engine, pre: ProxyPre<HostState>, spec: FunctionSpec) -> Self {
+    pub(crate) fn new(
+        engine: Engine,
+        component: &LoadedComponent,
+        pre: ProxyPre<HostState>,
+        spec: FunctionSpec,
+    ) -> Self {
+        let code = Resident::new(
+            &engine,
+            &component.digest,
+            component.component.clone(),
+            pre,
+            spec.limits.min_instances > 0,
+        );
         Self {
             rt: Arc::new(FunctionRuntime::new(engine, spec)),
-            pre,
+            code,
         }
     }
 
     /// The function's spec.
     pub fn spec(&self) -> &FunctionSpec {
         &self.rt.spec
+    }
+
+    /// Whether the function's code is in memory (false once it scaled to zero).
+    pub fn is_resident(&self) -> bool {
+        self.code.is_resident()
     }
 
     /// Instantiates the function once and drops the instance, without calling it.
@@ -86,7 +106,9 @@ impl HttpFunction {
         let mut store = self.rt.new_store(&Invocation {
             request_id: "warm-up".into(),
         });
-        self.pre
+        self.code
+            .prepared()
+            .await?
             .instantiate_async(&mut store)
             .await
             .map(drop)
@@ -141,6 +163,11 @@ impl HttpFunction {
     {
         let limits = self.rt.spec.limits;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(limits.timeout_ms);
+        let (pre, busy) = self
+            .code
+            .acquire()
+            .await
+            .map_err(|e| InvokeError::Instantiate(e.to_string()))?;
         let mut store = self.rt.new_store(&invocation);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = store
@@ -154,8 +181,9 @@ impl HttpFunction {
             .new_response_outparam(tx)
             .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
 
-        let pre = self.pre.clone();
         let task = tokio::spawn(async move {
+            // The function counts as busy until the guest is done, body included.
+            let _busy = busy;
             let run = async {
                 let proxy = pre
                     .instantiate_async(&mut store)

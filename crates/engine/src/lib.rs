@@ -24,6 +24,9 @@
 //! - [`function`]: a prepared HTTP function version and one request to it.
 //! - [`event`]: a prepared event-handler function version (`nimbus:events/handler`) and one
 //!   event delivered to it.
+//! - [`residency`]: scale to zero — an idle function's code is released from memory by the
+//!   reaper under its keep-alive policy and activated again by its next call; compiled
+//!   components are shared by digest.
 //! - `runtime`: what both share — capabilities resolved once, one `Store` per invocation.
 //! - [`host`]: the per-invocation store data (WASI, wasi-http, limits).
 //! - [`keyvalue`]: `wasi:keyvalue` for guests, on a [`nimbus_kv::KvBackend`], limited to the
@@ -49,6 +52,7 @@ pub mod host;
 pub mod keyvalue;
 pub mod outbound;
 pub mod queue;
+pub mod residency;
 mod runtime;
 pub mod services;
 

@@ -287,6 +287,11 @@ pub struct Limits {
     pub max_concurrency: u32,
     /// Largest accepted request body, in bytes (0..=1 GiB; default 6 MiB).
     pub max_body_bytes: u64,
+    /// Instances kept ready however long the function idles (0..=`max_concurrency`; default
+    /// 0: the function scales to zero). With 1 or more, its code is never released from
+    /// memory, so no call pays an activation (Lambda's provisioned concurrency).
+    #[serde(default)]
+    pub min_instances: u32,
 }
 
 impl Limits {
@@ -317,6 +322,7 @@ impl Default for Limits {
             cpu_time_ms: Self::DEFAULT_TIMEOUT_MS,
             max_concurrency: Self::DEFAULT_MAX_CONCURRENCY,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            min_instances: 0,
         }
     }
 }

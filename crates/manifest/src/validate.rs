@@ -381,6 +381,8 @@ fn validate_limits(raw: &RawFunction, at: &str, src: &Source<'_>) -> Result<Limi
         defaults.max_body_bytes,
     )?;
 
+    let min_instances = check(&raw.min_instances, "min_instances", 0..=max_concurrency, 0)?;
+
     // The ranges above fit in u32 for the u32 fields, so these conversions cannot fail; the
     // fallback only keeps the code panic-free.
     Ok(Limits {
@@ -389,6 +391,7 @@ fn validate_limits(raw: &RawFunction, at: &str, src: &Source<'_>) -> Result<Limi
         cpu_time_ms,
         max_concurrency: u32::try_from(max_concurrency).unwrap_or(defaults.max_concurrency),
         max_body_bytes,
+        min_instances: u32::try_from(min_instances).unwrap_or(0),
     })
 }
 

@@ -13,24 +13,32 @@ pub async fn run(args: AppArgs, json: bool) -> anyhow::Result<()> {
     }
     let info = client.info().await?;
     println!(
-        "{:<16} {:>6} {:>9} {:>8}  {:<14} URL",
-        "FUNCTION", "MEMORY", "TIMEOUT", "MAX-CONC", "COMPONENT"
+        "{:<16} {:>6} {:>9} {:>8}  {:<6} {:<14} URL",
+        "FUNCTION", "MEMORY", "TIMEOUT", "MAX-CONC", "STATE", "COMPONENT"
     );
     for f in functions {
-        for (i, route) in f.routes.iter().enumerate() {
-            let url = output::route_url(&info.gateway_url, route);
-            if i == 0 {
-                println!(
-                    "{:<16} {:>4}MB {:>7}ms {:>8}  {:<14} {url}",
-                    f.name,
-                    f.memory_mb,
-                    f.timeout_ms,
-                    f.max_concurrency,
-                    f.component.get(..12).unwrap_or(&f.component),
-                );
-            } else {
-                println!("{:<66}{url}", "");
-            }
+        // "warm": code in memory; "idle": scaled to zero, the next call activates it.
+        let state = match f.resident {
+            Some(true) => "warm",
+            Some(false) => "idle",
+            None => "-",
+        };
+        let mut urls = f
+            .routes
+            .iter()
+            .map(|route| output::route_url(&info.gateway_url, route));
+        println!(
+            "{:<16} {:>4}MB {:>7}ms {:>8}  {:<6} {:<14} {}",
+            f.name,
+            f.memory_mb,
+            f.timeout_ms,
+            f.max_concurrency,
+            state,
+            f.component.get(..12).unwrap_or(&f.component),
+            urls.next().unwrap_or_default(),
+        );
+        for url in urls {
+            println!("{:<73}{url}", "");
         }
     }
     Ok(())

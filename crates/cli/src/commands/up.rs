@@ -36,6 +36,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         reset_token: args.reset_token,
         gateway: nimbus_gateway::GatewayConfig::default(),
         keep_resident_bytes: args.keep_resident_kib.map(|kib| kib << 10),
+        keep_alive: match &args.keep_alive {
+            Some(policy) => policy
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--keep-alive: {e}"))?,
+            None => nimbus_scaling::KeepAlivePolicy::default(),
+        },
+        reap_interval: None,
         kv: match args.kv.or(file.kv) {
             Some(kv) => kv.parse()?,
             None => KvSetting::Embedded,

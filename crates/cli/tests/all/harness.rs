@@ -9,6 +9,7 @@ use nimbus_cli::client::ApiClient;
 use nimbus_cli::server::{self, KvSetting, QueueSetting, Running, ServerConfig};
 use nimbus_control::types::{DeployRequest, DeployResponse};
 use nimbus_gateway::GatewayConfig;
+use nimbus_scaling::KeepAlivePolicy;
 use sha2::{Digest, Sha256};
 
 /// Everything logged by the platform during the test run (all tests share it; filter by
@@ -110,6 +111,12 @@ impl Nimbus {
         Self::start_full(data_dir, token, gateway, kv, QueueSetting::Embedded).await
     }
 
+    /// Starts a fresh Nimbus with the default settings changed by `configure`.
+    pub async fn start_configured(configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        let data_dir = Arc::new(tempfile::tempdir().unwrap());
+        Self::start_config(data_dir, None, configure).await
+    }
+
     async fn start_full(
         data_dir: Arc<tempfile::TempDir>,
         token: Option<String>,
@@ -117,21 +124,36 @@ impl Nimbus {
         kv: KvSetting,
         queues: QueueSetting,
     ) -> Self {
+        Self::start_config(data_dir, token, |config| {
+            config.gateway = gateway;
+            config.kv = kv;
+            config.queues = queues;
+        })
+        .await
+    }
+
+    async fn start_config(
+        data_dir: Arc<tempfile::TempDir>,
+        token: Option<String>,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
         init_logging();
-        let running = server::start(ServerConfig {
+        let mut config = ServerConfig {
             data_dir: data_dir.path().to_owned(),
             listen: "127.0.0.1:0".parse().unwrap(),
             api_listen: "127.0.0.1:0".parse().unwrap(),
             s3_listen: "127.0.0.1:0".parse().unwrap(),
             reset_token: false,
-            gateway,
+            gateway: GatewayConfig::default(),
             keep_resident_bytes: None,
-            kv,
+            kv: KvSetting::Embedded,
             secrets_key_file: None,
-            queues,
-        })
-        .await
-        .unwrap();
+            queues: QueueSetting::Embedded,
+            keep_alive: KeepAlivePolicy::default(),
+            reap_interval: None,
+        };
+        configure(&mut config);
+        let running = server::start(config).await.unwrap();
         let token = running.new_token.clone().or(token).expect("token");
         TOKENS
             .lock()

@@ -23,4 +23,5 @@ mod isolation;
 mod kv;
 mod objects;
 mod queues;
+mod scaling;
 mod secrets;
