@@ -31,6 +31,8 @@ struct Args {
     days: f64,
     seed: u64,
     max_per_day: f64,
+    /// The Nimbus hybrid row's parameters (the defaults unless given).
+    hybrid: HybridConfig,
 }
 
 fn parse_args() -> Result<Args, Error> {
@@ -40,6 +42,7 @@ fn parse_args() -> Result<Args, Error> {
         days: 7.0,
         seed: 1,
         max_per_day: 1_000_000.0,
+        hybrid: HybridConfig::default(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,6 +53,11 @@ fn parse_args() -> Result<Args, Error> {
             "--days" => args.days = value.parse()?,
             "--seed" => args.seed = value.parse()?,
             "--max-per-day" => args.max_per_day = value.parse()?,
+            "--head" => args.hybrid.head_percentile = value.parse()?,
+            "--tail" => args.hybrid.tail_percentile = value.parse()?,
+            "--margin" => args.hybrid.margin = value.parse()?,
+            "--min-samples" => args.hybrid.min_samples = value.parse()?,
+            "--max-out-of-range" => args.hybrid.max_out_of_range = value.parse()?,
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -131,12 +139,20 @@ fn main() -> Result<(), Error> {
         ("fixed 10 min", KeepAlivePolicy::Fixed(minutes(10))),
         ("fixed 20 min", KeepAlivePolicy::Fixed(minutes(20))),
         (
-            "hybrid (Nimbus: fallback 10 min)",
-            KeepAlivePolicy::Hybrid(HybridConfig::default()),
+            "hybrid, Nimbus default (margin 5%, fallback 10 min)",
+            KeepAlivePolicy::Hybrid(args.hybrid.clone()),
         ),
         (
-            "hybrid (paper: fallback 4 h)",
+            "hybrid, margin 10% (fallback 10 min)",
             KeepAlivePolicy::Hybrid(HybridConfig {
+                margin: 0.10,
+                ..args.hybrid.clone()
+            }),
+        ),
+        (
+            "hybrid, the paper's values (margin 10%, fallback 4 h)",
+            KeepAlivePolicy::Hybrid(HybridConfig {
+                margin: 0.10,
                 fallback: minutes(240),
                 ..HybridConfig::default()
             }),
@@ -256,6 +272,7 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
 }
 
 fn report(args: &Args, capped: usize, took: Duration, tallies: &mut [Tally]) {
+    println!("hybrid (Nimbus) parameters: {:?}", args.hybrid);
     println!(
         "keep-alive replay: {} apps, {} days, seed {}, data {} ({} apps capped at {} calls/day); replayed in {:.1} s",
         args.apps,
