@@ -1,13 +1,13 @@
 //! One request through the gateway: id, route, limits, invoke, map errors to statuses.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use nimbus_engine::{HttpFunction, Invocation, InvokeError};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::body::{GatewayBody, LimitedBody, PermitBody, full};
 use crate::routes::RouteTable;
@@ -23,6 +23,8 @@ pub struct Target {
     pub function: HttpFunction,
     /// Limits concurrent invocations to the function's `max_concurrency`.
     pub concurrency: Arc<Semaphore>,
+    /// Requests waiting for a permit, at most the function's `max_waiting`.
+    waiting: AtomicU32,
 }
 
 impl Target {
@@ -33,7 +35,30 @@ impl Target {
             app,
             function,
             concurrency: Arc::new(Semaphore::new(permits)),
+            waiting: AtomicU32::new(0),
         }
+    }
+
+    /// A concurrency permit: at once if one is free; else, if fewer than `max_waiting`
+    /// requests are waiting, after waiting (first come, first served) up to `max_wait_ms`;
+    /// else `None` at once.
+    async fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.concurrency.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        let limits = self.function.spec().limits;
+        let waiting = self
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limits.max_waiting).then_some(n + 1)
+            });
+        if waiting.is_err() {
+            return None;
+        }
+        let wait = Duration::from_millis(limits.max_wait_ms);
+        let permit = tokio::time::timeout(wait, self.concurrency.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit.ok().and_then(Result::ok)
     }
 }
 
@@ -120,10 +145,10 @@ where
         );
     }
 
-    let Ok(permit) = target.concurrency.clone().try_acquire_owned() else {
+    let Some(permit) = target.admit().await else {
         let mut resp = error(
             StatusCode::TOO_MANY_REQUESTS,
-            "function is at its max_concurrency; retry later",
+            "function is at its max_concurrency and its wait queue is full; retry later",
             request_id,
         );
         resp.headers_mut()

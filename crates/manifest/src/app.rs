@@ -292,6 +292,15 @@ pub struct Limits {
     /// memory, so no call pays an activation (Lambda's provisioned concurrency).
     #[serde(default)]
     pub min_instances: u32,
+    /// Requests that may wait for a free slot once `max_concurrency` are running
+    /// (0..=10_000; default 0: a request past `max_concurrency` gets 429 at once). Waiting
+    /// requests are served first come, first served; past this bound, 429 at once.
+    #[serde(default)]
+    pub max_waiting: u32,
+    /// How long a request may wait for a slot before it gets 429, in ms (1..=`timeout_ms`;
+    /// default 1,000).
+    #[serde(default = "Limits::default_max_wait_ms")]
+    pub max_wait_ms: u64,
 }
 
 impl Limits {
@@ -310,6 +319,15 @@ impl Limits {
     pub const MAX_CONCURRENCY_RANGE: RangeInclusive<u32> = 1..=10_000;
     /// Default `max_body_bytes` (6 MiB).
     pub const DEFAULT_MAX_BODY_BYTES: u64 = 6 * 1024 * 1024;
+    /// Allowed `max_waiting` range.
+    pub const MAX_WAITING_RANGE: RangeInclusive<u32> = 0..=10_000;
+    /// Default `max_wait_ms`.
+    pub const DEFAULT_MAX_WAIT_MS: u64 = 1_000;
+
+    fn default_max_wait_ms() -> u64 {
+        Self::DEFAULT_MAX_WAIT_MS
+    }
+
     /// Allowed `max_body_bytes` range (up to 1 GiB).
     pub const MAX_BODY_BYTES_RANGE: RangeInclusive<u64> = 0..=1024 * 1024 * 1024;
 }
@@ -323,6 +341,8 @@ impl Default for Limits {
             max_concurrency: Self::DEFAULT_MAX_CONCURRENCY,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             min_instances: 0,
+            max_waiting: 0,
+            max_wait_ms: Self::DEFAULT_MAX_WAIT_MS,
         }
     }
 }

@@ -382,6 +382,18 @@ fn validate_limits(raw: &RawFunction, at: &str, src: &Source<'_>) -> Result<Limi
     )?;
 
     let min_instances = check(&raw.min_instances, "min_instances", 0..=max_concurrency, 0)?;
+    let max_waiting = check(
+        &raw.max_waiting,
+        "max_waiting",
+        widen(Limits::MAX_WAITING_RANGE),
+        defaults.max_waiting.into(),
+    )?;
+    let max_wait_ms = check(
+        &raw.max_wait_ms,
+        "max_wait_ms",
+        1..=timeout_ms,
+        defaults.max_wait_ms.min(timeout_ms),
+    )?;
 
     // The ranges above fit in u32 for the u32 fields, so these conversions cannot fail; the
     // fallback only keeps the code panic-free.
@@ -392,6 +404,8 @@ fn validate_limits(raw: &RawFunction, at: &str, src: &Source<'_>) -> Result<Limi
         max_concurrency: u32::try_from(max_concurrency).unwrap_or(defaults.max_concurrency),
         max_body_bytes,
         min_instances: u32::try_from(min_instances).unwrap_or(0),
+        max_waiting: u32::try_from(max_waiting).unwrap_or(0),
+        max_wait_ms,
     })
 }
 

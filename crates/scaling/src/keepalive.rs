@@ -334,7 +334,10 @@ mod tests {
         k.observe_idle(30 * MIN + Duration::from_secs(5));
         let w = k.windows();
         // Head and tail are bin 30 ([30, 31) minutes): load at 28.5 min, keep until 32.55 min.
-        assert!((w.prewarm.as_secs_f64() - 30.0 * 60.0 * 0.95).abs() < 1e-6, "{w:?}");
+        assert!(
+            (w.prewarm.as_secs_f64() - 30.0 * 60.0 * 0.95).abs() < 1e-6,
+            "{w:?}"
+        );
         let end = (w.prewarm + w.keep_alive).as_secs_f64();
         assert!((end - 31.0 * 60.0 * 1.05).abs() < 1e-6, "{w:?}");
         assert!(w.warm_at(30 * MIN), "{w:?}");

@@ -192,3 +192,69 @@ async fn a_request_without_host_gets_400() {
     assert!(text.contains("no Host header"), "{text}");
     nimbus.stop().await;
 }
+
+/// `max_waiting` requests wait (first come, first served) for a slot once `max_concurrency`
+/// are running; the next one gets 429 with `Retry-After` at once, and a waiter that is not
+/// served within `max_wait_ms` gets 429 too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_wait_queue_absorbs_a_burst_and_rejects_the_rest_at_once() {
+    let nimbus = Nimbus::start().await;
+    nimbus
+        .deploy_guest(
+            "q",
+            "sleep",
+            &["/sleep"],
+            "max_concurrency = 1\nmax_waiting = 1\nmax_wait_ms = 5000",
+        )
+        .await;
+    let url = format!("{}/sleep", nimbus.gateway_url);
+    let send = |ms: &'static str| {
+        let request = nimbus.http.get(&url).header("x-sleep-ms", ms).send();
+        async move {
+            let started = std::time::Instant::now();
+            let response = request.await.unwrap();
+            (
+                response.status().as_u16(),
+                response.headers().contains_key("retry-after"),
+                started.elapsed(),
+            )
+        }
+    };
+    let (a, b, c) = tokio::join!(send("800"), send("800"), send("800"));
+    let mut results = vec![a, b, c];
+    results.sort_by_key(|r| r.0);
+    let statuses: Vec<u16> = results.iter().map(|r| r.0).collect();
+    assert_eq!(statuses, [200, 200, 429], "{results:?}");
+    let (_, retry_after, rejected_in) = results[2];
+    assert!(retry_after, "{results:?}");
+    assert!(
+        rejected_in < std::time::Duration::from_millis(500),
+        "the rejection waited for the sleeper: {results:?}"
+    );
+    // The waiter ran after the first: about two sleeps in all.
+    assert!(
+        results[1].2 >= std::time::Duration::from_millis(1500),
+        "{results:?}"
+    );
+
+    // A waiter not served within max_wait_ms gets 429 once it runs out.
+    nimbus
+        .deploy_guest(
+            "q",
+            "sleep",
+            &["/sleep"],
+            "max_concurrency = 1\nmax_waiting = 4\nmax_wait_ms = 200",
+        )
+        .await;
+    let (a, b) = tokio::join!(send("1500"), send("1500"));
+    let mut results = vec![a, b];
+    results.sort_by_key(|r| r.0);
+    assert_eq!((results[0].0, results[1].0), (200, 429), "{results:?}");
+    let waited = results[1].2;
+    assert!(
+        waited >= std::time::Duration::from_millis(200)
+            && waited < std::time::Duration::from_millis(1400),
+        "{results:?}"
+    );
+    nimbus.stop().await;
+}
