@@ -232,8 +232,9 @@ async fn a_bounded_wait_queue_absorbs_a_burst_and_rejects_the_rest_at_once() {
         "the rejection waited for the sleeper: {results:?}"
     );
     // The waiter ran after the first: about two sleeps in all.
+    let slowest = results[0].2.max(results[1].2);
     assert!(
-        results[1].2 >= std::time::Duration::from_millis(1500),
+        slowest >= std::time::Duration::from_millis(1500),
         "{results:?}"
     );
 
