@@ -31,6 +31,9 @@ pub struct EngineConfig {
     pub keep_alive: nimbus_scaling::KeepAlivePolicy,
     /// How often the reaper checks idle functions against their keep-alive windows.
     pub reap_interval: Duration,
+    /// Guests of one app that may run CPU-bound slices at once (see `fair`); default: the
+    /// machine's parallelism, so one app can use every core but not crowd out another.
+    pub cpu_slots_per_app: usize,
 }
 
 impl EngineConfig {
@@ -50,6 +53,7 @@ impl EngineConfig {
             keep_resident_bytes: 8 << 20,
             keep_alive: nimbus_scaling::KeepAlivePolicy::default(),
             reap_interval: Duration::from_secs(1),
+            cpu_slots_per_app: std::thread::available_parallelism().map_or(2, usize::from),
         }
     }
 }

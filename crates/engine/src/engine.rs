@@ -12,6 +12,7 @@ use crate::cache::{ArtifactCache, component_digest};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::event::{EventFunction, EventHandlerPre};
+use crate::fair::FairShare;
 use crate::function::{FunctionSpec, HttpFunction};
 use crate::host::HostState;
 use crate::residency::{Components, Prepare, Reaper};
@@ -33,6 +34,7 @@ struct Inner {
     stop_ticker: Arc<AtomicBool>,
     components: Components,
     reaper: Arc<Reaper>,
+    fair: FairShare,
 }
 
 impl Drop for Inner {
@@ -89,6 +91,7 @@ impl Engine {
         let cache = ArtifactCache::open(&config.cache_dir, &engine)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), config.epoch_tick, stop_ticker.clone())?;
+        let fair = FairShare::new(config.cpu_slots_per_app);
         let reaper = Reaper::new();
         Reaper::spawn(&reaper, config.reap_interval)?;
 
@@ -103,6 +106,7 @@ impl Engine {
                 stop_ticker,
                 components: Components::default(),
                 reaper,
+                fair,
             }),
         })
     }
@@ -165,6 +169,10 @@ impl Engine {
 
     pub(crate) fn reaper(&self) -> &Reaper {
         &self.inner.reaper
+    }
+
+    pub(crate) fn fair_share(&self) -> &FairShare {
+        &self.inner.fair
     }
 
     /// Loads a component: from the artifact cache if it holds one, else by compiling it (and

@@ -27,6 +27,7 @@ pub struct HostState {
     pub(crate) limits: StoreLimits,
     pub(crate) outbound: OutboundPolicy,
     pub(crate) cpu: CpuMeter,
+    pub(crate) cpu_slot: crate::fair::CpuSlot,
 }
 
 /// Counts the epoch ticks during which the guest was running, as a CPU-time budget.

@@ -24,6 +24,7 @@
 //! - [`function`]: a prepared HTTP function version and one request to it.
 //! - [`event`]: a prepared event-handler function version (`nimbus:events/handler`) and one
 //!   event delivered to it.
+//! - `fair`: fair CPU sharing between apps (per-app CPU slots taken at each epoch tick).
 //! - [`residency`]: scale to zero — an idle function's code is released from memory by the
 //!   reaper under its keep-alive policy and activated again by its next call; compiled
 //!   components are shared by digest.
@@ -46,6 +47,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod event;
+mod fair;
 pub mod function;
 pub mod guest_log;
 pub mod host;

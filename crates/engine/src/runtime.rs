@@ -32,6 +32,7 @@ pub(crate) struct FunctionRuntime {
     secrets: Arc<[String]>,
     app: Arc<str>,
     name: Arc<str>,
+    cpu_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl FunctionRuntime {
@@ -63,6 +64,7 @@ impl FunctionRuntime {
             secrets: spec.secrets.clone().into(),
             app: spec.app.as_str().into(),
             name: spec.function.as_str().into(),
+            cpu_slots: engine.fair_share().app(&spec.tenant, &spec.app),
             engine,
             spec,
         }
@@ -121,6 +123,7 @@ impl FunctionRuntime {
                 used_ticks: 0,
                 exhausted: false,
             },
+            cpu_slot: crate::fair::CpuSlot::new(self.cpu_slots.clone()),
         };
         let mut store = Store::new(self.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limits);
@@ -132,8 +135,12 @@ impl FunctionRuntime {
                 cpu.exhausted = true;
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                // Yield so a busy guest shares its worker thread with other requests.
-                Ok(UpdateDeadline::Yield(1))
+                // Yield so a busy guest shares its worker thread with other requests, and
+                // queue for one of its app's CPU slots so apps share the CPU (see `fair`).
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    ctx.data().cpu_slot.next_slice(),
+                ))
             }
         });
         store

@@ -15,6 +15,7 @@ mod cron;
 mod deploy;
 mod events;
 mod examples;
+mod fairness;
 mod gateway;
 mod guests;
 mod harness;

@@ -1,0 +1,81 @@
+//! Fair CPU sharing between apps.
+//!
+//! Every busy guest yields to the runtime at each epoch tick (5 ms of running). On its own,
+//! that shares a worker thread between *tasks*, so an app with a hundred CPU-bound requests in
+//! flight gets a hundred times the CPU of an app with one. To share between *apps*, a guest
+//! that has run through a tick must hold one of its app's CPU slots to run its next slice:
+//! each app has as many slots as the runtime has worker threads, and at every tick the guest
+//! gives its slot back and queues (first come, first served) for one again. However many
+//! CPU-bound requests an app has, at most that many of its guests are runnable at once; the
+//! rest wait off the run queue, and another app's requests compete with only those few.
+//! Requests that finish within their first tick (most of them) never touch a slot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The CPU slots of every app, created on first use.
+pub(crate) struct FairShare {
+    slots_per_app: usize,
+    apps: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
+}
+
+impl FairShare {
+    pub(crate) fn new(slots_per_app: usize) -> Self {
+        Self {
+            slots_per_app: slots_per_app.max(1),
+            apps: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The slots of `tenant`'s app `app`.
+    pub(crate) fn app(&self, tenant: &str, app: &str) -> Arc<Semaphore> {
+        let mut apps = self
+            .apps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        apps.entry((tenant.to_owned(), app.to_owned()))
+            .or_insert_with(|| Arc::new(Semaphore::new(self.slots_per_app)))
+            .clone()
+    }
+}
+
+/// The slot one invocation holds while it runs a slice past its first tick.
+#[derive(Clone)]
+pub(crate) struct CpuSlot {
+    app: Arc<Semaphore>,
+    held: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+}
+
+impl CpuSlot {
+    pub(crate) fn new(app: Arc<Semaphore>) -> Self {
+        Self {
+            app,
+            held: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Called at a tick: gives the slot back and returns the future that queues for one
+    /// again, then yields, so the runtime runs something else before the next slice.
+    pub(crate) fn next_slice(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        drop(self.lock().take());
+        let app = self.app.clone();
+        let held = self.held.clone();
+        Box::pin(async move {
+            let permit = app.acquire_owned().await.ok();
+            *held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = permit;
+            tokio::task::yield_now().await;
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<OwnedSemaphorePermit>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
