@@ -92,6 +92,11 @@ pub struct UpArgs {
     /// times, Shahrad et al. ATC '20) [default: 10m].
     #[arg(long, env = "NIMBUS_KEEP_ALIVE")]
     pub keep_alive: Option<String>,
+    /// Guests of one app that may run CPU-bound slices at once, so a flood on one app cannot
+    /// starve another [default: CPU cores − 1, at least 1]. A large value turns fair sharing
+    /// off (benchmarks compare both).
+    #[arg(long, env = "NIMBUS_CPU_SLOTS_PER_APP", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub cpu_slots_per_app: Option<u32>,
     /// Key-value backend: `embedded` (durable, in the data dir), `redis://HOST:PORT` or
     /// `nats://HOST:PORT` (JetStream KV) [default: embedded].
     #[arg(long, env = "NIMBUS_KV")]

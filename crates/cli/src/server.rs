@@ -54,6 +54,9 @@ pub struct ServerConfig {
     /// How often idle functions are checked against it; `None` keeps the engine's default
     /// (1 s). Tests shorten it.
     pub reap_interval: Option<std::time::Duration>,
+    /// Guests of one app that may run CPU-bound slices at once (`--cpu-slots-per-app`);
+    /// `None` keeps the engine's default (the machine's parallelism).
+    pub cpu_slots_per_app: Option<usize>,
 }
 
 /// A started platform.
@@ -109,6 +112,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     engine_config.keep_alive = config.keep_alive.clone();
     if let Some(interval) = config.reap_interval {
         engine_config.reap_interval = interval;
+    }
+    if let Some(slots) = config.cpu_slots_per_app {
+        engine_config.cpu_slots_per_app = slots;
     }
     let raw_kv = open_kv(&config.kv, data).await?;
     let master_key = master_key(config.secrets_key_file.as_deref(), data)?;

@@ -32,7 +32,9 @@ pub struct EngineConfig {
     /// How often the reaper checks idle functions against their keep-alive windows.
     pub reap_interval: Duration,
     /// Guests of one app that may run CPU-bound slices at once (see `fair`); default: the
-    /// machine's parallelism, so one app can use every core but not crowd out another.
+    /// machine's parallelism minus one (at least one), so a CPU-bound app always leaves a core
+    /// to the others (measured in BENCHMARKS.md: with one slot per core a victim's p99 under a
+    /// flood was 16 ms, with one fewer 6.7 ms).
     pub cpu_slots_per_app: usize,
 }
 
@@ -53,7 +55,8 @@ impl EngineConfig {
             keep_resident_bytes: 8 << 20,
             keep_alive: nimbus_scaling::KeepAlivePolicy::default(),
             reap_interval: Duration::from_secs(1),
-            cpu_slots_per_app: std::thread::available_parallelism().map_or(2, usize::from),
+            cpu_slots_per_app: std::thread::available_parallelism()
+                .map_or(1, |n| usize::from(n).saturating_sub(1).max(1)),
         }
     }
 }

@@ -4,10 +4,11 @@
 //! that shares a worker thread between *tasks*, so an app with a hundred CPU-bound requests in
 //! flight gets a hundred times the CPU of an app with one. To share between *apps*, a guest
 //! that has run through a tick must hold one of its app's CPU slots to run its next slice:
-//! each app has as many slots as the runtime has worker threads, and at every tick the guest
+//! each app has one slot fewer than the machine has cores (at least one), and at every tick the guest
 //! gives its slot back and queues (first come, first served) for one again. However many
 //! CPU-bound requests an app has, at most that many of its guests are runnable at once; the
-//! rest wait off the run queue, and another app's requests compete with only those few.
+//! rest wait off the run queue, and another app's requests find a core that no CPU-bound
+//! guest of the flooding app can take.
 //! Requests that finish within their first tick (most of them) never touch a slot.
 
 use std::collections::HashMap;

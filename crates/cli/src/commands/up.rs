@@ -43,6 +43,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             None => nimbus_scaling::KeepAlivePolicy::default(),
         },
         reap_interval: None,
+        cpu_slots_per_app: args.cpu_slots_per_app.map(|n| n as usize),
         kv: match args.kv.or(file.kv) {
             Some(kv) => kv.parse()?,
             None => KvSetting::Embedded,

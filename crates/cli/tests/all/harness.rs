@@ -151,6 +151,7 @@ impl Nimbus {
             queues: QueueSetting::Embedded,
             keep_alive: KeepAlivePolicy::default(),
             reap_interval: None,
+            cpu_slots_per_app: None,
         };
         configure(&mut config);
         let running = server::start(config).await.unwrap();
