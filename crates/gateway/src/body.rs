@@ -93,6 +93,8 @@ pub struct PermitBody {
     inner: GatewayBody,
     _permit: Option<OwnedSemaphorePermit>,
     request_over_limit: Option<Arc<AtomicBool>>,
+    /// Bytes the response may still carry (`max_response_bytes`); `None`: unlimited.
+    response_budget: Option<u64>,
 }
 
 impl PermitBody {
@@ -102,7 +104,15 @@ impl PermitBody {
             inner,
             _permit: permit,
             request_over_limit: None,
+            response_budget: None,
         }
+    }
+
+    /// Fails the body once it has carried more than `max` bytes: the head (status 200, say)
+    /// has left already, so the client sees the response cut off rather than completed.
+    pub fn limit_response(mut self, max: u64) -> Self {
+        self.response_budget = Some(max);
+        self
     }
 
     /// Fails the body once `flag` is set.
@@ -125,7 +135,18 @@ impl Body for PermitBody {
         {
             return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(None))));
         }
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(budget)) = (&frame, &mut self.response_budget)
+            && let Some(data) = frame.data_ref()
+        {
+            let len = data.len() as u64;
+            if len > *budget {
+                *budget = 0;
+                return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(None))));
+            }
+            *budget -= len;
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

@@ -173,9 +173,11 @@ where
         );
     }
     let response = match result {
-        Ok(response) => {
-            response.map(|body| PermitBody::new(body, Some(permit)).abort_when(exceeded))
-        }
+        Ok(response) => response.map(|body| {
+            PermitBody::new(body, Some(permit))
+                .abort_when(exceeded)
+                .limit_response(limits.max_response_bytes)
+        }),
         Err(err) => {
             tracing::warn!(request_id = %request_id, function = %name, error = %err, "invocation failed");
             let (status, msg) = match &err {

@@ -301,6 +301,11 @@ pub struct Limits {
     /// default 1,000).
     #[serde(default = "Limits::default_max_wait_ms")]
     pub max_wait_ms: u64,
+    /// Largest response body, in bytes (0..=64 GiB; default 1 GiB). A function that writes
+    /// more has its response cut off (the client sees an incomplete body, never a complete
+    /// one) and its instance stopped.
+    #[serde(default = "Limits::default_max_response_bytes")]
+    pub max_response_bytes: u64,
 }
 
 impl Limits {
@@ -328,6 +333,15 @@ impl Limits {
         Self::DEFAULT_MAX_WAIT_MS
     }
 
+    /// Default `max_response_bytes` (1 GiB).
+    pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1 << 30;
+    /// Allowed `max_response_bytes` range (up to 64 GiB).
+    pub const MAX_RESPONSE_BYTES_RANGE: RangeInclusive<u64> = 0..=64 << 30;
+
+    fn default_max_response_bytes() -> u64 {
+        Self::DEFAULT_MAX_RESPONSE_BYTES
+    }
+
     /// Allowed `max_body_bytes` range (up to 1 GiB).
     pub const MAX_BODY_BYTES_RANGE: RangeInclusive<u64> = 0..=1024 * 1024 * 1024;
 }
@@ -343,6 +357,7 @@ impl Default for Limits {
             min_instances: 0,
             max_waiting: 0,
             max_wait_ms: Self::DEFAULT_MAX_WAIT_MS,
+            max_response_bytes: Self::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }

@@ -122,6 +122,7 @@ pub(crate) struct RawFunction {
     pub min_instances: Option<Spanned<Integer>>,
     pub max_waiting: Option<Spanned<Integer>>,
     pub max_wait_ms: Option<Spanned<Integer>>,
+    pub max_response_bytes: Option<Spanned<Integer>>,
     pub allowed_outbound_hosts: Option<Spanned<StringList>>,
     pub key_value_stores: Option<Spanned<StringList>>,
     pub config: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,

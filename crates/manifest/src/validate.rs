@@ -394,6 +394,12 @@ fn validate_limits(raw: &RawFunction, at: &str, src: &Source<'_>) -> Result<Limi
         1..=timeout_ms,
         defaults.max_wait_ms.min(timeout_ms),
     )?;
+    let max_response_bytes = check(
+        &raw.max_response_bytes,
+        "max_response_bytes",
+        Limits::MAX_RESPONSE_BYTES_RANGE,
+        defaults.max_response_bytes,
+    )?;
 
     // The ranges above fit in u32 for the u32 fields, so these conversions cannot fail; the
     // fallback only keeps the code panic-free.
@@ -406,6 +412,7 @@ fn validate_limits(raw: &RawFunction, at: &str, src: &Source<'_>) -> Result<Limi
         min_instances: u32::try_from(min_instances).unwrap_or(0),
         max_waiting: u32::try_from(max_waiting).unwrap_or(0),
         max_wait_ms,
+        max_response_bytes,
     })
 }
 

@@ -183,3 +183,51 @@ async fn the_js_hello_component_serves() {
     assert_eq!(resp.text().await.unwrap(), "hello from nimbus js\n");
     nimbus.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_recursion_traps_with_500_and_others_keep_serving() {
+    let nimbus = with_victim("", "deep").await;
+    for _ in 0..3 {
+        let resp = nimbus.get("/hostile").await;
+        assert_eq!(resp.status(), 500);
+        let body = resp.text().await.unwrap();
+        assert!(body.contains("function trapped"), "{body}");
+        assert!(!body.contains("stack"), "internals leaked: {body}");
+        assert_eq!(nimbus.get("/victim").await.status(), 200);
+    }
+    nimbus.stop().await;
+}
+
+/// A function that streams forever is cut off at its `max_response_bytes`: the client sees
+/// an incomplete body (never a complete 200), and the victim keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_response_is_cut_off_at_max_response_bytes() {
+    let nimbus = with_victim(
+        "max_response_bytes = 1048576\ntimeout_ms = 20000",
+        "firehose",
+    )
+    .await;
+    let started = Instant::now();
+    let mut resp = nimbus.get("/hostile").await;
+    assert_eq!(resp.status(), 200);
+    let mut received = 0usize;
+    let outcome = loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => received += chunk.len(),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    assert!(
+        outcome.is_err(),
+        "the body completed after {received} bytes"
+    );
+    assert!(received <= 1 << 20, "{received} bytes passed a 1 MiB limit");
+    assert!(received >= 512 << 10, "cut off early, at {received} bytes");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "cut off by the timeout, not the limit"
+    );
+    assert_eq!(nimbus.get("/victim").await.status(), 200);
+    nimbus.stop().await;
+}
