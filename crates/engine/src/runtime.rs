@@ -152,5 +152,36 @@ pub(crate) fn classify(err: &wasmtime::Error, cpu: CpuMeter, limits: Limits) -> 
     if cpu.exhausted {
         return InvokeError::CpuBudget(limits.cpu_time_ms);
     }
-    InvokeError::Trap(format!("{err:?}"))
+    InvokeError::Trap(trap_message(&format!("{err:?}")))
+}
+
+/// Lines of a trap's message (with its wasm backtrace) kept for the log.
+const TRAP_LOG_LINES: usize = 40;
+
+/// The trap message with its backtrace cut to [`TRAP_LOG_LINES`] lines: a stack overflow has a
+/// backtrace of thousands of frames, and logging all of them for every request let a function
+/// that overflows in a loop slow everyone else down (bench/hostile_bench.py).
+fn trap_message(full: &str) -> String {
+    let total = full.lines().count();
+    if total <= TRAP_LOG_LINES {
+        return full.to_owned();
+    }
+    let mut kept: Vec<&str> = full.lines().take(TRAP_LOG_LINES).collect();
+    let more = format!("… {} more lines", total - TRAP_LOG_LINES);
+    kept.push(&more);
+    kept.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_trap_backtraces_are_cut() {
+        let full: String = (0..1000).map(|i| format!("frame {i}\n")).collect();
+        let cut = trap_message(&full);
+        assert_eq!(cut.lines().count(), TRAP_LOG_LINES + 1);
+        assert!(cut.ends_with("… 960 more lines"), "{cut}");
+        assert_eq!(trap_message("short\ntrap"), "short\ntrap");
+    }
 }

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Hostile-function benchmark: a victim function under steady load while, one at a time, an
+attacker runs beside it; reports the victim's latency and errors against its baseline, what the
+attacker got, and the server's memory. Usage (from the repository root):
+
+    python3 bench/hostile_bench.py [--duration 8] [--attackers 16]
+
+Victim: the minimal C hello (its own app), wrk with 1 thread and 4 connections.
+Attacks (another app, --attackers concurrent clients each):
+  loop      spins until its CPU budget (cpu_time_ms = 1000) stops it          → 504
+  membomb   allocates until its memory cap (memory_mb = 64)                     → capped
+  deep      recurses without bound                                              → 500 (trap)
+  firehose  streams a response forever (max_response_bytes = 16 MiB)            → cut off
+  slowloris clients that send a header byte every second (gateway-level)       → closed at 10 s
+  endless   clients that stream a chunked request body forever to the victim
+            route's sibling (max_body_bytes = 6 MiB)                            → 413 / aborted
+Builds Nimbus (release) and the guests first. Needs wrk (Debian).
+"""
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+from serve_bench import NIMBUS, ROOT, Nimbus, machine, run, wrk
+
+ATTACKS = {
+    "loop": ("loop", "timeout_ms = 2000\ncpu_time_ms = 1000"),
+    "membomb": ("membomb", "memory_mb = 64"),
+    "deep": ("deep", ""),
+    "firehose": ("firehose", "max_response_bytes = 16777216"),
+}
+
+
+def build():
+    run(["cargo", "build", "--release", "--locked", "-p", "nimbus-cli"], cwd=ROOT)
+    out = os.path.join(ROOT, "target", "bench-guests")
+    os.makedirs(out, exist_ok=True)
+    guests = {}
+    for name in ("hello", "echo", "loop", "membomb", "deep", "firehose"):
+        path = os.path.join(out, f"{name}-c.wasm")
+        run(["bash", "guests/c/build.sh", name, path], cwd=ROOT)
+        guests[name] = path
+    return guests
+
+
+def deploy(nimbus, app, functions):
+    path = os.path.join(nimbus.data, app)
+    os.makedirs(path, exist_ok=True)
+    manifest = [f'[app]\nname = "{app}"\n']
+    for name, component, extra in functions:
+        shutil.copy(component, os.path.join(path, f"{name}.wasm"))
+        manifest.append(f'[[function]]\nname = "{name}"\ncomponent = "{name}.wasm"\n'
+                        f'routes = ["/{app}/{name}"]\nmax_concurrency = 1000\n{extra}\n')
+    with open(os.path.join(path, "nimbus.toml"), "w") as f:
+        f.write("\n".join(manifest))
+    subprocess.run([NIMBUS, "deploy", "--no-build", "--json", path], env=nimbus.env, check=True,
+                   capture_output=True, text=True)
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Sampler(threading.Thread):
+    """Samples the server's RSS every 100 ms; keeps the maximum."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop = pid, 0.0, threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, rss_mib(self.pid))
+            time.sleep(0.1)
+
+
+def function_attack(port, path, clients, stop, counts):
+    """Clients that call `path` in a loop, reading whatever comes back."""
+    def client():
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                    head = s.recv(64)
+                    status = head.split(b" ")[1].decode() if head.startswith(b"HTTP/1.1") else "?"
+                    while s.recv(65536):
+                        pass
+            except OSError:
+                status = "reset"
+            counts[status] = counts.get(status, 0) + 1
+    return [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+
+
+def slowloris(port, clients, stop, counts):
+    def client():
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                    s.sendall(b"GET /victim/hello HTTP/1.1\r\nHost: x\r\n")
+                    while not stop.is_set():
+                        s.sendall(b"X")
+                        time.sleep(1)
+            except OSError:
+                counts["closed"] = counts.get("closed", 0) + 1
+    return [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+
+
+def endless_body(port, clients, stop, counts):
+    chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+
+    def client():
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                    s.sendall(b"POST /attacker/echo HTTP/1.1\r\nHost: x\r\n"
+                              b"Transfer-Encoding: chunked\r\n\r\n")
+                    while not stop.is_set():
+                        s.sendall(chunk)
+            except OSError:
+                counts["cut off"] = counts.get("cut off", 0) + 1
+    return [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--attackers", type=int, default=16)
+    parser.add_argument("--only", default="", help="comma-separated attacks (default: all)")
+    args = parser.parse_args()
+    guests = build()
+    print(f"machine: {machine()}")
+    print(f"command: python3 bench/hostile_bench.py --duration {args.duration} "
+          f"--attackers {args.attackers}")
+    nimbus = Nimbus().start()
+    rows = []
+    try:
+        deploy(nimbus, "victim", [("hello", guests["hello"], "")])
+        deploy(nimbus, "attacker",
+               [(name, guests[guest], extra) for name, (guest, extra) in ATTACKS.items()]
+               + [("echo", guests["echo"], "")])
+        victim = f"http://127.0.0.1:{nimbus.port}/victim/hello"
+        sampler = Sampler(nimbus.proc.pid)
+        sampler.start()
+        baseline = wrk(victim, args.duration, 4)
+        rows.append(("none (baseline)", baseline, {}, sampler.peak))
+        attacks = [(name, lambda stop, counts, n=name: function_attack(
+            nimbus.port, f"/attacker/{n}", args.attackers, stop, counts)) for name in ATTACKS]
+        attacks.append(("slowloris", lambda stop, counts: slowloris(
+            nimbus.port, args.attackers * 8, stop, counts)))
+        attacks.append(("endless body", lambda stop, counts: endless_body(
+            nimbus.port, args.attackers, stop, counts)))
+        if args.only:
+            attacks = [a for a in attacks if a[0] in args.only.split(",")]
+        for name, start in attacks:
+            stop, counts = threading.Event(), {}
+            threads = start(stop, counts)
+            for t in threads:
+                t.start()
+            time.sleep(1)
+            sampler.peak = 0.0
+            result = wrk(victim, args.duration, 4)
+            peak = sampler.peak
+            stop.set()
+            for t in threads:
+                t.join(timeout=15)
+            rows.append((name, result, dict(counts), peak))
+            time.sleep(1)
+    finally:
+        nimbus.stop()
+
+    base = rows[0][1]
+    print()
+    print(f"Victim: C hello, wrk 1 thread × 4 connections, {args.duration} s per row; "
+          f"attackers: {args.attackers} clients (slowloris: {args.attackers * 8})")
+    print()
+    print("| attack | victim p50 / p99 | p99 vs baseline | victim req/s | victim errors | "
+          "attacker outcomes | server peak RSS |")
+    print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
+    for name, r, counts, peak in rows:
+        outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "—"
+        errors = r["non2xx"] + (1 if r["socket_errors"] else 0)
+        print(f"| {name} | {r['p50_ms']:.2f} / {r['p99_ms']:.2f} ms | "
+              f"{r['p99_ms'] / base['p99_ms']:.1f}x | {r['rps']:.0f} | "
+              f"{r['non2xx']}{' ' + r['socket_errors'] if r['socket_errors'] else ''} | "
+              f"{outcomes} | {peak:.0f} MiB |")
+
+
+if __name__ == "__main__":
+    main()
