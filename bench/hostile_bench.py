@@ -25,6 +25,7 @@ import subprocess
 import threading
 import time
 
+from activation_bench import rss_mib
 from serve_bench import NIMBUS, ROOT, Nimbus, machine, run, wrk
 
 ATTACKS = {
@@ -59,14 +60,6 @@ def deploy(nimbus, app, functions):
         f.write("\n".join(manifest))
     subprocess.run([NIMBUS, "deploy", "--no-build", "--json", path], env=nimbus.env, check=True,
                    capture_output=True, text=True)
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class Sampler(threading.Thread):

@@ -73,16 +73,9 @@ impl HttpFunction {
         pre: ProxyPre<HostState>,
         spec: FunctionSpec,
     ) -> Self {
-        let code = Resident::new(
-            &engine,
-            &component.digest,
-            component.component.clone(),
-            pre,
-            spec.limits.min_instances > 0,
-        );
         Self {
+            code: Resident::new(&engine, component, pre, &spec),
             rt: Arc::new(FunctionRuntime::new(engine, spec)),
-            code,
         }
     }
 

@@ -21,8 +21,9 @@ use arc_swap::ArcSwapOption;
 use nimbus_scaling::KeepAlive;
 use wasmtime::component::Component;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, LoadedComponent};
 use crate::error::EngineError;
+use crate::function::FunctionSpec;
 
 /// Compiled components in memory, by digest, held weakly: present while some resident function
 /// uses them.
@@ -86,21 +87,20 @@ pub(crate) struct Resident<P> {
 
 impl<P: Prepare> Resident<P> {
     /// A resident function, warm with `pre` (built from `component`) as a deploy leaves it.
-    /// `pinned` functions (`min_instances > 0`) are never released.
+    /// Functions with `min_instances > 0` are pinned: never released.
     pub(crate) fn new(
         engine: &Engine,
-        digest: &str,
-        component: Arc<Component>,
+        component: &LoadedComponent,
         pre: P,
-        pinned: bool,
+        spec: &FunctionSpec,
     ) -> Arc<Self> {
         let resident = Arc::new(Self {
             engine: engine.clone(),
-            digest: digest.to_owned(),
-            pinned,
+            digest: component.digest.clone(),
+            pinned: spec.limits.min_instances > 0,
             warm: ArcSwapOption::new(Some(Arc::new(Warm {
                 pre,
-                _component: component,
+                _component: component.component.clone(),
             }))),
             activating: tokio::sync::Mutex::new(()),
             activity: Mutex::new(Activity {
