@@ -11,6 +11,9 @@ Attacks (another app, --attackers concurrent clients each):
   membomb   allocates until its memory cap (memory_mb = 64)                     → capped
   deep      recurses without bound                                              → 500 (trap)
   firehose  streams a response forever (max_response_bytes = 16 MiB)            → cut off
+  tablebomb grows a table until table.grow fails (100,000 elements)             → 200
+  outflood  starts 200 outbound requests at once to a local upstream
+            (max_outbound_requests = 50, max_outbound_connections = 6)          → 200, 150 refused
   slowloris clients that send a header byte every second (gateway-level)       → closed at 10 s
   endless   clients that stream a chunked request body forever to the victim
             route's sibling (max_body_bytes = 6 MiB)                            → 413 / aborted
@@ -28,12 +31,39 @@ import time
 from activation_bench import rss_mib
 from serve_bench import NIMBUS, ROOT, Nimbus, machine, run, wrk
 
-ATTACKS = {
-    "loop": ("loop", "timeout_ms = 2000\ncpu_time_ms = 1000"),
-    "membomb": ("membomb", "memory_mb = 64"),
-    "deep": ("deep", ""),
-    "firehose": ("firehose", "max_response_bytes = 16777216"),
-}
+def attacks_for(upstream_port):
+    """name → (guest, manifest lines, request headers)."""
+    return {
+        "loop": ("loop", "timeout_ms = 2000\ncpu_time_ms = 1000", ""),
+        "membomb": ("membomb", "memory_mb = 64", ""),
+        "deep": ("deep", "", ""),
+        "firehose": ("firehose", "max_response_bytes = 16777216", ""),
+        "tablebomb": ("tablebomb", "", ""),
+        "outflood": ("outflood",
+                     f'allowed_outbound_hosts = ["http://127.0.0.1:{upstream_port}"]\n'
+                     "max_outbound_requests = 50\nmax_outbound_connections = 6",
+                     f"x-target: http://127.0.0.1:{upstream_port}/\r\nx-count: 200\r\n"),
+    }
+
+
+def upstream():
+    """A local HTTP server answering every GET with `ok` after 5 ms (the outflood target)."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            time.sleep(0.005)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def build():
@@ -41,7 +71,7 @@ def build():
     out = os.path.join(ROOT, "target", "bench-guests")
     os.makedirs(out, exist_ok=True)
     guests = {}
-    for name in ("hello", "echo", "loop", "membomb", "deep", "firehose"):
+    for name in ("hello", "echo", "loop", "membomb", "deep", "firehose", "tablebomb", "outflood"):
         path = os.path.join(out, f"{name}-c.wasm")
         run(["bash", "guests/c/build.sh", name, path], cwd=ROOT)
         guests[name] = path
@@ -75,13 +105,14 @@ class Sampler(threading.Thread):
             time.sleep(0.1)
 
 
-def function_attack(port, path, clients, stop, counts):
+def function_attack(port, path, clients, stop, counts, headers=""):
     """Clients that call `path` in a loop, reading whatever comes back."""
     def client():
         while not stop.is_set():
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-                    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}"
+                              "Connection: close\r\n\r\n".encode())
                     head = s.recv(64)
                     status = head.split(b" ")[1].decode() if head.startswith(b"HTTP/1.1") else "?"
                     while s.recv(65536):
@@ -133,19 +164,22 @@ def main():
     print(f"command: python3 bench/hostile_bench.py --duration {args.duration} "
           f"--attackers {args.attackers}")
     nimbus = Nimbus().start()
+    target = upstream()
+    attack_table = attacks_for(target.server_address[1])
     rows = []
     try:
         deploy(nimbus, "victim", [("hello", guests["hello"], "")])
         deploy(nimbus, "attacker",
-               [(name, guests[guest], extra) for name, (guest, extra) in ATTACKS.items()]
+               [(name, guests[guest], extra) for name, (guest, extra, _) in attack_table.items()]
                + [("echo", guests["echo"], "")])
         victim = f"http://127.0.0.1:{nimbus.port}/victim/hello"
         sampler = Sampler(nimbus.proc.pid)
         sampler.start()
         baseline = wrk(victim, args.duration, 4)
         rows.append(("none (baseline)", baseline, {}, sampler.peak))
-        attacks = [(name, lambda stop, counts, n=name: function_attack(
-            nimbus.port, f"/attacker/{n}", args.attackers, stop, counts)) for name in ATTACKS]
+        attacks = [(name, lambda stop, counts, n=name, h=headers: function_attack(
+            nimbus.port, f"/attacker/{n}", args.attackers, stop, counts, h))
+            for name, (_, _, headers) in attack_table.items()]
         attacks.append(("slowloris", lambda stop, counts: slowloris(
             nimbus.port, args.attackers * 8, stop, counts)))
         attacks.append(("endless body", lambda stop, counts: endless_body(

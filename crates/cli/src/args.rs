@@ -59,6 +59,39 @@ pub enum Command {
     Queue(QueueArgs),
     /// Inspect asynchronous invocations (`nimbus invoke --async`).
     Invocations(InvocationsArgs),
+    /// Usage and cost: invocations, GB-seconds and dollars per app, function, hour or day.
+    Usage(UsageArgs),
+}
+
+/// `nimbus usage`.
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Only this app, or `APP/FUNCTION` for one function.
+    pub target: Option<String>,
+    /// Start: a duration back from now (`90m`, `24h`, `7d`) or ms since the epoch.
+    #[arg(long, default_value = "24h")]
+    pub since: String,
+    /// End (exclusive), in the same forms [default: now].
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Group rows by `app`, `function`, `hour` or `day`.
+    #[arg(long, default_value = "function")]
+    pub by: String,
+    /// Print the rows as CSV (for spreadsheets) instead of a table.
+    #[arg(long, conflicts_with = "records")]
+    pub csv: bool,
+    /// Print single invocations' usage records instead of a report (at most `--limit`).
+    #[arg(long)]
+    pub records: bool,
+    /// Only the records of this invocation (or request) id; implies `--records`.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Most records printed with `--records`.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// API access.
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 /// `nimbus up`.
@@ -97,6 +130,19 @@ pub struct UpArgs {
     /// off (benchmarks compare both).
     #[arg(long, env = "NIMBUS_CPU_SLOTS_PER_APP", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub cpu_slots_per_app: Option<u32>,
+    /// WebAssembly instances alive at once on this machine, across all apps (pooling
+    /// allocator slots) [default: 1000].
+    #[arg(long, env = "NIMBUS_MAX_INSTANCES", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_instances: Option<u32>,
+    /// Instances one app may have alive at once across its functions, so one app cannot
+    /// take the whole pool; past it the app's requests get 429 [default: half of
+    /// --max-instances].
+    #[arg(long, env = "NIMBUS_MAX_INSTANCES_PER_APP", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_instances_per_app: Option<u32>,
+    /// Do not meter invocations (no usage records, `nimbus usage` unavailable): for measuring
+    /// the metering's own cost.
+    #[arg(long)]
+    pub no_metering: bool,
     /// Key-value backend: `embedded` (durable, in the data dir), `redis://HOST:PORT` or
     /// `nats://HOST:PORT` (JetStream KV) [default: embedded].
     #[arg(long, env = "NIMBUS_KV")]

@@ -309,8 +309,10 @@ impl ApiClient {
 
 mod invoke;
 mod queue;
+mod usage;
 
 pub use invoke::AsyncOptions;
+pub use usage::UsageQuery;
 
 /// A secret as listed by the API.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -33,6 +33,8 @@ pub struct ServerFile {
     pub queues: Option<String>,
     /// Secrets master key file.
     pub secrets_key_file: Option<PathBuf>,
+    /// The price table usage is billed with (`[prices]`; default: Lambda's x86 prices).
+    pub prices: Option<nimbus_metering::PriceTable>,
 }
 
 impl ServerFile {

@@ -35,6 +35,7 @@ async fn main() -> std::process::ExitCode {
         Command::Keys(args) => commands::keys::run(args, json).await,
         Command::Queue(args) => commands::queue::run(args, json).await,
         Command::Invocations(args) => commands::invocations::run(args, json).await,
+        Command::Usage(args) => commands::usage::run(args, json).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

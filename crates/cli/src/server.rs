@@ -13,9 +13,11 @@ use nimbus_control::api::ApiState;
 use nimbus_control::blobs::BlobStore;
 use nimbus_control::token::{self, TokenCheck};
 use nimbus_control::types::Info;
+use nimbus_control::usage_api::UsageService;
 use nimbus_control::{Platform, StateStore};
 use nimbus_engine::{Engine, EngineConfig, Services};
 use nimbus_gateway::{Gateway, GatewayConfig};
+use nimbus_metering::{Meter, PriceTable, UsageDb};
 use nimbus_scaling::KeepAlivePolicy;
 use nimbus_triggers::changes::{ChangeRouter, ObservedKv, ObservedObjects};
 use tokio::net::TcpListener;
@@ -40,23 +42,64 @@ pub struct ServerConfig {
     pub reset_token: bool,
     /// Gateway limits and timeouts.
     pub gateway: GatewayConfig,
-    /// Bytes of each pooled instance slot kept resident between requests (see
-    /// [`EngineConfig::keep_resident_bytes`]); `None` keeps the engine's default.
-    pub keep_resident_bytes: Option<usize>,
+    /// Engine tunables (`--keep-alive`, `--cpu-slots-per-app`, …).
+    pub engine: EngineTuning,
+    /// What usage costs (the config file's `[prices]`; default: Lambda's x86 prices).
+    pub prices: PriceTable,
+    /// Meter invocations (`--no-metering` turns it off, for measuring its cost).
+    pub metering: bool,
     /// Where the key-value stores live.
     pub kv: KvSetting,
     /// The secrets master key file; `None`: `<data>/secrets.key`, created if missing.
     pub secrets_key_file: Option<PathBuf>,
     /// Where the queues live.
     pub queues: QueueSetting,
+}
+
+/// Engine settings an operator (or a test) may change; `None` keeps the engine's default
+/// (see [`EngineConfig`], which documents each).
+#[derive(Debug, Clone, Default)]
+pub struct EngineTuning {
+    /// Bytes of each pooled instance slot kept resident between requests.
+    pub keep_resident_bytes: Option<usize>,
     /// When idle functions release their code (`--keep-alive`).
     pub keep_alive: KeepAlivePolicy,
-    /// How often idle functions are checked against it; `None` keeps the engine's default
-    /// (1 s). Tests shorten it.
+    /// How often idle functions are checked against it (default 1 s; tests shorten it).
     pub reap_interval: Option<std::time::Duration>,
-    /// Guests of one app that may run CPU-bound slices at once (`--cpu-slots-per-app`);
-    /// `None` keeps the engine's default (the machine's parallelism).
+    /// Guests of one app that may run CPU-bound slices at once (`--cpu-slots-per-app`).
     pub cpu_slots_per_app: Option<usize>,
+    /// Instances one app may have alive at once (`--max-instances-per-app`).
+    pub max_instances_per_app: Option<u32>,
+    /// Instances alive at once on the machine (`--max-instances`).
+    pub max_instances: Option<u32>,
+    /// Use the pooling allocator (default true; false forces on-demand allocation).
+    pub pooling: Option<bool>,
+}
+
+impl EngineTuning {
+    fn apply(&self, engine: &mut EngineConfig) {
+        if let Some(bytes) = self.keep_resident_bytes {
+            engine.keep_resident_bytes = bytes;
+        }
+        engine.keep_alive = self.keep_alive.clone();
+        if let Some(interval) = self.reap_interval {
+            engine.reap_interval = interval;
+        }
+        if let Some(slots) = self.cpu_slots_per_app {
+            engine.cpu_slots_per_app = slots;
+        }
+        if let Some(n) = self.max_instances {
+            engine.max_instances = n;
+            // Keep the per-app budget at its default share of a resized pool.
+            engine.max_instances_per_app = (n / 2).max(1);
+        }
+        if let Some(n) = self.max_instances_per_app {
+            engine.max_instances_per_app = n;
+        }
+        if let Some(pooling) = self.pooling {
+            engine.pooling = pooling;
+        }
+    }
 }
 
 /// A started platform.
@@ -71,7 +114,11 @@ pub struct Running {
     pub new_token: Option<String>,
     /// Number of apps restored from the state store.
     pub restored: usize,
+    /// Whether the engine runs on the pooling allocator (false: it fell back, or was told
+    /// to use on-demand allocation).
+    pub pooling: bool,
     platform: Arc<Platform>,
+    meter: Arc<Meter>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
 }
@@ -87,6 +134,8 @@ impl Running {
         for task in self.tasks {
             task.await.context("server task panicked")??;
         }
+        // Every invocation has ended: write their usage before returning.
+        self.meter.close();
         Ok(())
     }
 }
@@ -106,16 +155,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let token = TokenCheck::load(&store)?;
     let blobs = BlobStore::open(&data.join("blobs"), MAX_COMPONENT_BYTES)?;
     let mut engine_config = EngineConfig::new(data.join("cache"));
-    if let Some(bytes) = config.keep_resident_bytes {
-        engine_config.keep_resident_bytes = bytes;
-    }
-    engine_config.keep_alive = config.keep_alive.clone();
-    if let Some(interval) = config.reap_interval {
-        engine_config.reap_interval = interval;
-    }
-    if let Some(slots) = config.cpu_slots_per_app {
-        engine_config.cpu_slots_per_app = slots;
-    }
+    config.engine.apply(&mut engine_config);
     let raw_kv = open_kv(&config.kv, data).await?;
     let master_key = master_key(config.secrets_key_file.as_deref(), data)?;
     let objects = open_objects(&master_key, data)?;
@@ -128,14 +168,25 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         Arc::new(ObservedKv::new(raw_kv.clone(), router.clone()));
     let object_store: Arc<dyn nimbus_objstore::ObjectStore> =
         Arc::new(ObservedObjects::new(objects.store.clone(), router.clone()));
+    let usage_db = UsageDb::open(&data.join("usage.redb"))?;
+    let meter = Arc::new(Meter::start(
+        usage_db.clone(),
+        std::time::Duration::from_millis(UsageDb::RECORD_RETENTION_MS),
+    )?);
+    let sink: Option<Arc<dyn nimbus_metering::UsageSink>> = match config.metering {
+        true => Some(meter.clone()),
+        false => None,
+    };
     let services = Services {
         kv: Some(kv.clone()),
         secrets: Some(secrets),
         objects: Some(object_store.clone()),
         queues: Some(queues.clone()),
+        usage: sink,
     };
     let engine = Engine::new(engine_config, services)?;
-    tracing::info!(pooling = engine.pooling(), "engine ready");
+    let pooling = engine.pooling();
+    tracing::info!(pooling, "engine ready");
     let gateway = Arc::new(Gateway::new(config.gateway.clone()));
 
     let gateway_listener = TcpListener::bind(config.listen)
@@ -175,6 +226,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         },
         kv,
         keys: Some(objects.keys.clone()),
+        usage: config.metering.then(|| UsageService {
+            db: usage_db,
+            meter: meter.clone(),
+            prices: config.prices.clone(),
+        }),
     });
     let tasks = vec![
         tokio::spawn(gateway.serve(gateway_listener, signal(watcher.clone()))),
@@ -195,7 +251,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         s3_addr,
         new_token,
         restored,
+        pooling,
         platform,
+        meter,
         shutdown,
         tasks,
     })

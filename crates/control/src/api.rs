@@ -22,7 +22,7 @@ use crate::error::ControlError;
 use crate::platform::Platform;
 use crate::token::TokenCheck;
 use crate::types::{DeployRequest, ErrorBody, ErrorDetail, FunctionStatus, Info, RollbackRequest};
-use crate::{invoke_api, keys_api, kv_api, queue_api, secrets_api};
+use crate::{invoke_api, keys_api, kv_api, queue_api, secrets_api, usage_api};
 
 /// Shared state of the API handlers.
 pub struct ApiState {
@@ -36,6 +36,8 @@ pub struct ApiState {
     pub kv: Arc<dyn nimbus_kv::KvBackend>,
     /// The S3 access keys behind `/v1/keys` (`None`: no object store).
     pub keys: Option<nimbus_objstore::KeyStore>,
+    /// The usage store behind `/v1/usage` (`None`: nothing is metered).
+    pub usage: Option<crate::usage_api::UsageService>,
 }
 
 type Shared = Arc<ApiState>;
@@ -88,6 +90,8 @@ pub fn router(state: Shared) -> Router {
             "/v1/apps/{app}/queues/{queue}/redrive",
             post(queue_api::redrive),
         )
+        .route("/v1/usage", get(usage_api::report))
+        .route("/v1/usage/records", get(usage_api::records))
         .route("/v1/keys", get(keys_api::list).post(keys_api::create))
         .route("/v1/keys/{id}", delete(keys_api::remove))
         .route("/v1/kv/{store}", get(kv_api::list))

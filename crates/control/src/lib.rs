@@ -13,6 +13,7 @@
 //! - `invoke_api`: its asynchronous-invocation part.
 //! - `queue_api`: its `/v1/apps/{app}/queues` part (send, peek, stats, redrive).
 //! - `secrets_api`: its `/v1/apps/{app}/secrets` part (write-only values).
+//! - [`usage_api`]: its `/v1/usage` part (usage reports and records, from `nimbus-metering`).
 //! - [`types`]: wire and stored types, shared with the CLI.
 //! - [`error`]: errors with their HTTP status.
 
@@ -28,6 +29,7 @@ mod secrets_api;
 pub mod store;
 pub mod token;
 pub mod types;
+pub mod usage_api;
 
 pub use error::ControlError;
 pub use platform::Platform;

@@ -58,6 +58,35 @@ impl ArtifactCache {
         engine: &wasmtime::Engine,
         digest: &str,
     ) -> Result<Option<Component>, EngineError> {
+        match self.deserialize(engine, digest) {
+            Ok(component) => Ok(component),
+            Err(err) => {
+                let path = self.path_of(digest);
+                tracing::warn!(path = %path.display(), error = %err, "discarding unusable cached artifact");
+                let _ = std::fs::remove_file(&path);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Loads the artifact just stored for `digest`; unlike [`Self::load`], a failure is an
+    /// error that says why (for example: the component needs more tables per module than the
+    /// instance pool allows).
+    pub(crate) fn load_fresh(
+        &self,
+        engine: &wasmtime::Engine,
+        digest: &str,
+    ) -> Result<Component, EngineError> {
+        self.deserialize(engine, digest)
+            .map_err(|e| EngineError::Compile(format!("{e:#}")))?
+            .ok_or_else(|| EngineError::Compile("the compiled artifact disappeared".into()))
+    }
+
+    fn deserialize(
+        &self,
+        engine: &wasmtime::Engine,
+        digest: &str,
+    ) -> Result<Option<Component>, wasmtime::Error> {
         let path = self.path_of(digest);
         if !path.exists() {
             return Ok(None);
@@ -69,14 +98,7 @@ impl ArtifactCache {
         // using it. The data dir must not be writable by untrusted users (documented).
         #[expect(unsafe_code, reason = "loading our own precompiled artifacts")]
         let loaded = unsafe { Component::deserialize_file(engine, &path) };
-        match loaded {
-            Ok(component) => Ok(Some(component)),
-            Err(err) => {
-                tracing::warn!(path = %path.display(), error = %err, "discarding unusable cached artifact");
-                let _ = std::fs::remove_file(&path);
-                Ok(None)
-            }
-        }
+        loaded.map(Some)
     }
 
     /// Stores a compiled artifact for `digest` atomically and returns its path.

@@ -13,9 +13,17 @@ pub struct EngineConfig {
     pub pooling: bool,
     /// Instances that may be alive at once across all functions (pooling slots).
     pub max_instances: u32,
+    /// Instances one app may have alive at once across its functions (see `fair`); default
+    /// half of `max_instances`, so no single app can take the whole pool.
+    pub max_instances_per_app: u32,
     /// Largest linear memory any function may be configured with, in bytes. Per-function caps
     /// (`memory_mb`) are enforced below this by a store limiter.
     pub max_memory_bytes: u64,
+    /// Elements any one table of an instance may grow to (both allocators: the pooling slot
+    /// size and the store limiter's cap, so `table.grow` fails at the same size on either; on
+    /// the on-demand allocator nothing else would stop a guest growing a table to 2^32
+    /// elements of host memory).
+    pub max_table_elements: usize,
     /// Epoch tick: the granularity of CPU budgets and how often a busy guest yields to others.
     pub epoch_tick: Duration,
     /// Bytes of stdout+stderr kept per invocation before the rest is dropped (with a note).
@@ -45,7 +53,10 @@ impl EngineConfig {
             cache_dir: cache_dir.into(),
             pooling: true,
             max_instances: 1000,
+            max_instances_per_app: 500,
             max_memory_bytes: 4 << 30,
+            // SpiderMonkey's and CPython's function tables have some 10-20k entries.
+            max_table_elements: 100_000,
             epoch_tick: Duration::from_millis(5),
             guest_log_limit: 64 * 1024,
             max_wasm_stack: 1 << 20,

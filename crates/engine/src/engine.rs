@@ -91,7 +91,10 @@ impl Engine {
         let cache = ArtifactCache::open(&config.cache_dir, &engine)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), config.epoch_tick, stop_ticker.clone())?;
-        let fair = FairShare::new(config.cpu_slots_per_app);
+        let fair = FairShare::new(
+            config.cpu_slots_per_app,
+            config.max_instances_per_app as usize,
+        );
         let reaper = Reaper::new();
         Reaper::spawn(&reaper, config.reap_interval)?;
 
@@ -189,10 +192,7 @@ impl Engine {
             .precompile_component(bytes)
             .map_err(|e| EngineError::Compile(format!("{e:#}")))?;
         self.inner.cache.store(&digest, &artifact)?;
-        let component =
-            self.inner.cache.load(engine, &digest)?.ok_or_else(|| {
-                EngineError::Compile("compiled artifact could not be loaded".into())
-            })?;
+        let component = self.inner.cache.load_fresh(engine, &digest)?;
         tracing::info!(digest = %digest, ms = started.elapsed().as_millis(), "compiled component");
         Ok(LoadedComponent {
             component: self.inner.components.share(&digest, component),
@@ -275,11 +275,14 @@ fn wasmtime_config(config: &EngineConfig, pooling: bool) -> Config {
         pool.max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
         // Big interpreters (SpiderMonkey, CPython) have large function tables and instance
         // records; the defaults are sized for small modules.
-        pool.table_elements(100_000);
+        pool.table_elements(config.max_table_elements);
         pool.max_core_instance_size(4 << 20);
         pool.max_component_instance_size(4 << 20);
         pool.max_memories_per_component(8);
         pool.max_tables_per_component(8);
+        // Modules built with reference types (an externref table beside the funcref one, or
+        // tables of their own) need more than the default one table per module.
+        pool.max_tables_per_module(4);
         // Keep freed slots' first pages resident: resetting them with memset is cheaper than
         // an madvise + page fault per request for small guests.
         pool.linear_memory_keep_resident(config.keep_resident_bytes);

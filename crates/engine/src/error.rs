@@ -57,6 +57,10 @@ pub enum InvokeError {
     /// The guest set an error instead of a response.
     #[error("function responded with an error: {0}")]
     GuestError(String),
+    /// The function's app already has its whole instance budget in use (see
+    /// `EngineConfig::max_instances_per_app`); retry later.
+    #[error("the app is at its limit of {0} instances running at once")]
+    AppAtCapacity(usize),
     /// Instantiation failed (for example: the instance pool is exhausted).
     #[error("could not instantiate function: {0}")]
     Instantiate(String),

@@ -14,6 +14,8 @@ use crate::function::{FunctionSpec, Invocation};
 use crate::host::HostState;
 use crate::residency::Resident;
 use crate::runtime::{FunctionRuntime, classify};
+use crate::usage::UsageMeter;
+use nimbus_metering::Outcome;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -95,9 +97,10 @@ impl EventFunction {
 
     /// Instantiates the function once without calling it (see [`crate::HttpFunction::warm_up`]).
     pub async fn warm_up(&self) -> Result<(), EngineError> {
-        let mut store = self.rt.new_store(&Invocation {
-            request_id: "warm-up".into(),
-        });
+        let mut store = self.rt.new_store(&Invocation::new(
+            "warm-up".into(),
+            nimbus_metering::TriggerKind::Queue,
+        ));
         self.code
             .prepared()
             .await?
@@ -115,7 +118,25 @@ impl EventFunction {
         event: Event,
         invocation: Invocation,
     ) -> Result<Result<(), String>, InvokeError> {
+        let meter = self.rt.meter(&invocation);
+        meter.add_bytes_in(event.data.as_ref().map_or(0, |d| d.len() as u64));
+        let result = self.run(event, invocation, &meter).await;
+        match &result {
+            // A handler that reports a failure ran, but failed: it is billed as an error.
+            Ok(Err(_)) => meter.set_outcome(Outcome::Error),
+            other => meter.set_result(other),
+        }
+        result
+    }
+
+    async fn run(
+        &self,
+        event: Event,
+        invocation: Invocation,
+        meter: &UsageMeter,
+    ) -> Result<Result<(), String>, InvokeError> {
         let limits = self.rt.spec.limits;
+        let _budget = self.rt.admit()?;
         let (pre, _busy) = self
             .code
             .acquire()
@@ -134,9 +155,12 @@ impl EventFunction {
                 .await;
             result.map_err(|e| classify(&e, store.data().cpu, limits))
         };
-        match tokio::time::timeout(Duration::from_millis(limits.timeout_ms), run).await {
+        let timeout = Duration::from_millis(limits.timeout_ms);
+        let result = match tokio::time::timeout(timeout, meter.timed(run)).await {
             Ok(result) => result,
             Err(_) => Err(InvokeError::Timeout(limits.timeout_ms)),
-        }
+        };
+        meter.set_peak_memory(store.data().limits.memory_bytes as u64);
+        result
     }
 }

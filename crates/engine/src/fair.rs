@@ -1,5 +1,13 @@
-//! Fair CPU sharing between apps.
+//! Fair sharing between apps: CPU slots and instance budgets.
 //!
+//! **Instances.** Pool slots are shared by every function on the machine, and each function's
+//! `max_concurrency` bounds only itself: an app with ten functions at 100 each could take every
+//! slot. Each app therefore has an instance budget (`EngineConfig::max_instances_per_app`,
+//! default half the pool): an invocation takes one unit for as long as its instance lives,
+//! and an app at its budget gets `InvokeError::AppAtCapacity` at once (the gateway answers 429
+//! with `Retry-After`, a trigger retries later) while other apps still find free slots.
+//!
+//! **CPU.**
 //! Every busy guest yields to the runtime at each epoch tick (5 ms of running). On its own,
 //! that shares a worker thread between *tasks*, so an app with a hundred CPU-bound requests in
 //! flight gets a hundred times the CPU of an app with one. To share between *apps*, a guest
@@ -16,29 +24,56 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The CPU slots of every app, created on first use.
+/// The shares of every app, created on first use.
 pub(crate) struct FairShare {
     slots_per_app: usize,
-    apps: Mutex<HashMap<(String, String), Arc<Semaphore>>>,
+    instances_per_app: usize,
+    apps: Mutex<HashMap<(String, String), AppShare>>,
+}
+
+/// What one app may use at once.
+#[derive(Clone)]
+pub(crate) struct AppShare {
+    /// CPU slots (see the module docs).
+    pub(crate) cpu: Arc<Semaphore>,
+    /// Instance budget: one permit per live instance.
+    pub(crate) instances: Arc<Semaphore>,
+    /// The budget's size, for error messages.
+    pub(crate) max_instances: usize,
 }
 
 impl FairShare {
-    pub(crate) fn new(slots_per_app: usize) -> Self {
+    pub(crate) fn new(slots_per_app: usize, instances_per_app: usize) -> Self {
         Self {
             slots_per_app: slots_per_app.max(1),
+            instances_per_app: instances_per_app.max(1),
             apps: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The slots of `tenant`'s app `app`.
-    pub(crate) fn app(&self, tenant: &str, app: &str) -> Arc<Semaphore> {
+    /// The share of `tenant`'s app `app`.
+    pub(crate) fn app(&self, tenant: &str, app: &str) -> AppShare {
         let mut apps = self
             .apps
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         apps.entry((tenant.to_owned(), app.to_owned()))
-            .or_insert_with(|| Arc::new(Semaphore::new(self.slots_per_app)))
+            .or_insert_with(|| AppShare {
+                cpu: Arc::new(Semaphore::new(self.slots_per_app)),
+                instances: Arc::new(Semaphore::new(self.instances_per_app)),
+                max_instances: self.instances_per_app,
+            })
             .clone()
+    }
+}
+
+impl AppShare {
+    /// One unit of the app's instance budget, or `AppAtCapacity` at once.
+    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, crate::InvokeError> {
+        self.instances
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| crate::InvokeError::AppAtCapacity(self.max_instances))
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use nimbus_manifest::{Limits, OutboundHost};
+use nimbus_metering::{Outcome, TriggerKind};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -15,6 +16,7 @@ use crate::error::{EngineError, InvokeError};
 use crate::host::HostState;
 use crate::residency::Resident;
 use crate::runtime::{FunctionRuntime, classify};
+use crate::usage::{MeteredBody, UsageMeter};
 
 /// The body type of responses produced by functions.
 pub type ResponseBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -50,11 +52,33 @@ pub struct FunctionSpec {
     pub queues: Vec<nimbus_manifest::Queue>,
 }
 
-/// Per-request context handed in by the gateway.
+/// Per-invocation context handed in by the gateway or a trigger.
 #[derive(Debug, Clone)]
 pub struct Invocation {
-    /// The request id, echoed in `x-request-id` and tagged on every log line.
+    /// The id of this run, echoed in `x-request-id` and tagged on every log line.
     pub request_id: Arc<str>,
+    /// The invocation this run belongs to: the same across retries of one event or async
+    /// invocation (for HTTP, the request id).
+    pub invocation_id: Arc<str>,
+    /// What started it (recorded in its usage record).
+    pub trigger: TriggerKind,
+}
+
+impl Invocation {
+    /// A run that is its own invocation.
+    pub fn new(request_id: Arc<str>, trigger: TriggerKind) -> Self {
+        Self {
+            invocation_id: request_id.clone(),
+            request_id,
+            trigger,
+        }
+    }
+
+    /// The same run, as part of invocation `id` (a retried event, an async invocation).
+    pub fn in_invocation(mut self, id: impl Into<Arc<str>>) -> Self {
+        self.invocation_id = id.into();
+        self
+    }
 }
 
 /// A function version ready to serve: its capabilities and limits, and its type-checked code,
@@ -96,9 +120,9 @@ impl HttpFunction {
     /// at deploy time, and the first real request finds a warm pool slot (its pages mapped)
     /// instead of paying for that.
     pub async fn warm_up(&self) -> Result<(), EngineError> {
-        let mut store = self.rt.new_store(&Invocation {
-            request_id: "warm-up".into(),
-        });
+        let mut store = self
+            .rt
+            .new_store(&Invocation::new("warm-up".into(), TriggerKind::Http));
         self.code
             .prepared()
             .await?
@@ -144,18 +168,50 @@ impl HttpFunction {
 
     /// Runs one request in a fresh instance. Returns once the guest has sent the response
     /// head; the body streams on while the guest keeps running, still under the function's
-    /// timeout. Dropping the returned future before then stops the guest.
+    /// timeout. Dropping the returned future before then stops the guest. The invocation's
+    /// usage record is made once the guest is done and the response body was sent or dropped.
     pub async fn handle<B>(
         &self,
         req: hyper::Request<B>,
         invocation: Invocation,
     ) -> Result<hyper::Response<ResponseBody>, InvokeError>
     where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        use http_body_util::BodyExt;
+        let meter = self.rt.meter(&invocation);
+        match self.run(req, invocation, &meter).await {
+            Ok(response) if meter.is_on() => {
+                Ok(response.map(|body| MeteredBody::outbound(body, meter).boxed_unsync()))
+            }
+            Ok(response) => Ok(response),
+            Err(err) => {
+                meter.set_error(&err);
+                Err(err)
+            }
+        }
+    }
+
+    /// Records a request the platform turned away before it reached the function (429 at
+    /// `max_concurrency`): it is metered as `rejected`, never billed.
+    pub fn record_rejection(&self, invocation: &Invocation) {
+        self.rt.meter(invocation).set_outcome(Outcome::Rejected);
+    }
+
+    async fn run<B>(
+        &self,
+        req: hyper::Request<B>,
+        invocation: Invocation,
+        meter: &UsageMeter,
+    ) -> Result<hyper::Response<ResponseBody>, InvokeError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let limits = self.rt.spec.limits;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(limits.timeout_ms);
+        let budget = self.rt.admit()?;
         let (pre, busy) = self
             .code
             .acquire()
@@ -163,6 +219,7 @@ impl HttpFunction {
             .map_err(|e| InvokeError::Instantiate(e.to_string()))?;
         let mut store = self.rt.new_store(&invocation);
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let req = req.map(|body| MeteredBody::inbound(body, meter.clone()));
         let req = store
             .data_mut()
             .http()
@@ -174,9 +231,11 @@ impl HttpFunction {
             .new_response_outparam(tx)
             .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
 
+        let task_meter = meter.clone();
         let task = tokio::spawn(async move {
-            // The function counts as busy until the guest is done, body included.
-            let _busy = busy;
+            // The function counts as busy, and its instance against the app's budget, until
+            // the guest is done, body included.
+            let _busy = (busy, budget);
             let run = async {
                 let proxy = pre
                     .instantiate_async(&mut store)
@@ -188,10 +247,13 @@ impl HttpFunction {
                     .await
                     .map_err(|e| classify(&e, store.data().cpu, limits))
             };
-            match tokio::time::timeout_at(deadline, run).await {
+            let result = match tokio::time::timeout_at(deadline, task_meter.timed(run)).await {
                 Ok(result) => result,
                 Err(_) => Err(InvokeError::Timeout(limits.timeout_ms)),
-            }
+            };
+            task_meter.set_peak_memory(store.data().limits.memory_bytes as u64);
+            task_meter.set_result(&result);
+            result
         });
         let mut guard = AbortOnDrop(Some(task.abort_handle()));
 

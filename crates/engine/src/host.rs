@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
@@ -24,7 +23,7 @@ pub struct HostState {
     pub(crate) queue: crate::queue::QueueCtx,
     pub(crate) config: Arc<WasiConfigVariables>,
     pub(crate) table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: crate::usage::Limiter,
     pub(crate) outbound: OutboundPolicy,
     pub(crate) cpu: CpuMeter,
     pub(crate) cpu_slot: crate::fair::CpuSlot,

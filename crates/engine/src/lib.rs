@@ -39,6 +39,8 @@
 //! - [`services`]: the platform services the host interfaces are backed by.
 //! - [`outbound`]: the `wasi:http/outgoing-handler` policy (allowed hosts).
 //! - [`guest_log`]: capture of guest stdout/stderr into the platform log.
+//! - `usage`: metering of one invocation (duration, CPU, peak memory, bytes, outcome) into a
+//!   [`nimbus_metering::UsageRecord`], handed to the [`Services::usage`] sink as it ends.
 //! - [`error`]: the crate's error types.
 
 pub mod blobstore;
@@ -57,6 +59,7 @@ pub mod queue;
 pub mod residency;
 mod runtime;
 pub mod services;
+mod usage;
 
 pub use cache::ArtifactCache;
 pub use config::EngineConfig;
@@ -64,4 +67,5 @@ pub use engine::{Engine, LoadedComponent};
 pub use error::{EngineError, InvokeError};
 pub use event::{Event, EventFunction};
 pub use function::{FunctionSpec, HttpFunction, Invocation, ResponseBody};
+pub use nimbus_metering::{TriggerKind, UsageSink};
 pub use services::Services;

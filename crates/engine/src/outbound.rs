@@ -1,28 +1,51 @@
-//! The `wasi:http/outgoing-handler` policy: a function may call only the hosts listed in its
-//! manifest's `allowed_outbound_hosts`.
+//! The `wasi:http/outgoing-handler` policy of one invocation: a function may call only the
+//! hosts listed in its manifest's `allowed_outbound_hosts`, make at most
+//! `max_outbound_requests` requests, and hold at most `max_outbound_connections` open at once.
 //!
-//! The check runs in [`WasiHttpHooks::send_request`], after wasi-http has assembled the request
+//! The checks run in [`WasiHttpHooks::send_request`], after wasi-http has assembled the request
 //! and before any connection is made (no DNS lookup either), so a denied request costs nothing
-//! and the guest receives the standard `HTTP-request-denied` error code it can report.
+//! and the guest receives a standard error code it can report: `HTTP-request-denied` for a host
+//! not allowed, `connection-limit-reached` past the request count. A request past the open
+//! connection bound waits for a connection to close (as Cloudflare Workers queue subrequests
+//! past six), which the function's timeout bounds; wasi-http opens one connection per request,
+//! so the bound holds for sockets, and a guest that fires thousands of requests at once holds
+//! no more than that many.
 
 use std::sync::Arc;
 
 use nimbus_manifest::OutboundHost;
+use tokio::sync::Semaphore;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// How many outbound requests one invocation may make, and how many at once.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboundLimits {
+    /// Requests in all.
+    pub max_requests: u32,
+    /// Connections open at once.
+    pub max_connections: u32,
+}
 
 /// Outbound policy of one invocation.
 #[derive(Debug, Clone)]
 pub struct OutboundPolicy {
     allowed: Arc<[OutboundHost]>,
     request_id: Arc<str>,
+    /// Requests still allowed.
+    remaining: u32,
+    limit_logged: bool,
+    connections: Arc<Semaphore>,
 }
 
 impl OutboundPolicy {
-    /// A policy allowing exactly `allowed`, logging under `request_id`.
-    pub fn new(allowed: Arc<[OutboundHost]>, request_id: Arc<str>) -> Self {
+    /// A policy allowing exactly `allowed` within `limits`, logging under `request_id`.
+    pub fn new(allowed: Arc<[OutboundHost]>, limits: OutboundLimits, request_id: Arc<str>) -> Self {
         Self {
             allowed,
             request_id,
+            remaining: limits.max_requests,
+            limit_logged: false,
+            connections: Arc::new(Semaphore::new(limits.max_connections.max(1) as usize)),
         }
     }
 
@@ -72,9 +95,34 @@ impl WasiHttpHooks for OutboundPolicy {
             );
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
+        let Some(remaining) = self.remaining.checked_sub(1) else {
+            if !self.limit_logged {
+                // Once per invocation: a guest looping on a refused request must not flood
+                // the log.
+                self.limit_logged = true;
+                tracing::warn!(
+                    request_id = %self.request_id,
+                    "outbound request refused: the invocation reached max_outbound_requests"
+                );
+            }
+            return Box::new(async { Err(HttpError::ConnectionLimitReached) });
+        };
+        self.remaining = remaining;
+        let connections = self.connections.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
+            // Held until the connection's I/O future ends (the response body was read or
+            // dropped), so it bounds open sockets, not just requests being sent.
+            let permit = connections
+                .acquire_owned()
+                .await
+                .map_err(|_| HttpError::InternalError(Some("connection limiter closed".into())))?;
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let io = async move {
+                let result = io.await;
+                drop(permit);
+                result
+            };
             Ok((
                 res.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
@@ -92,7 +140,11 @@ mod tests {
             .iter()
             .map(|h| OutboundHost::parse(h).unwrap())
             .collect();
-        OutboundPolicy::new(allowed.into(), "r".into())
+        let limits = OutboundLimits {
+            max_requests: 10,
+            max_connections: 2,
+        };
+        OutboundPolicy::new(allowed.into(), limits, "r".into())
     }
 
     #[test]

@@ -17,7 +17,8 @@ use crate::function::{FunctionSpec, Invocation};
 use crate::guest_log::{GuestLog, LogTags};
 use crate::host::{CpuMeter, HostState};
 use crate::keyvalue::KvCtx;
-use crate::outbound::OutboundPolicy;
+use crate::outbound::{OutboundLimits, OutboundPolicy};
+use crate::usage::{Limiter, RecordNames, UsageMeter};
 
 /// A function version's spec with its capabilities resolved once, at prepare time.
 pub(crate) struct FunctionRuntime {
@@ -32,7 +33,8 @@ pub(crate) struct FunctionRuntime {
     secrets: Arc<[String]>,
     app: Arc<str>,
     name: Arc<str>,
-    cpu_slots: Arc<tokio::sync::Semaphore>,
+    share: crate::fair::AppShare,
+    names: RecordNames,
 }
 
 impl FunctionRuntime {
@@ -64,7 +66,8 @@ impl FunctionRuntime {
             secrets: spec.secrets.clone().into(),
             app: spec.app.as_str().into(),
             name: spec.function.as_str().into(),
-            cpu_slots: engine.fair_share().app(&spec.tenant, &spec.app),
+            share: engine.fair_share().app(&spec.tenant, &spec.app),
+            names: RecordNames::new(&spec),
             engine,
             spec,
         }
@@ -85,6 +88,22 @@ impl FunctionRuntime {
                 .map(|secret| (name.clone(), secret.expose().to_owned()))
         });
         Arc::new(literals.chain(secrets).collect())
+    }
+
+    /// One unit of the app's instance budget, held for as long as the invocation's instance
+    /// lives; `AppAtCapacity` at once when the app has none left.
+    pub(crate) fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, InvokeError> {
+        self.share.admit()
+    }
+
+    /// Starts metering one invocation (a no-op without a usage sink).
+    pub(crate) fn meter(&self, invocation: &Invocation) -> UsageMeter {
+        UsageMeter::start(
+            self.engine.services().usage.as_ref(),
+            &self.names,
+            &self.spec,
+            invocation,
+        )
     }
 
     /// A fresh store for one invocation, under the function's limits.
@@ -113,17 +132,28 @@ impl FunctionRuntime {
             queue: self.queue.clone(),
             config: self.config_values(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
-                .trap_on_grow_failure(false)
-                .build(),
-            outbound: OutboundPolicy::new(self.allowed.clone(), invocation.request_id.clone()),
+            limits: Limiter {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(memory_bytes)
+                    .table_elements(config.max_table_elements)
+                    .trap_on_grow_failure(false)
+                    .build(),
+                memory_bytes: 0,
+            },
+            outbound: OutboundPolicy::new(
+                self.allowed.clone(),
+                OutboundLimits {
+                    max_requests: limits.max_outbound_requests,
+                    max_connections: limits.max_outbound_connections,
+                },
+                invocation.request_id.clone(),
+            ),
             cpu: CpuMeter {
                 budget_ticks: limits.cpu_time_ms.div_ceil(tick_ms),
                 used_ticks: 0,
                 exhausted: false,
             },
-            cpu_slot: crate::fair::CpuSlot::new(self.cpu_slots.clone()),
+            cpu_slot: crate::fair::CpuSlot::new(self.share.cpu.clone()),
         };
         let mut store = Store::new(self.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limits);

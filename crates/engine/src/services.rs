@@ -19,6 +19,8 @@ pub struct Services {
     pub objects: Option<Arc<dyn ObjectStore>>,
     /// The queues behind `nimbus:queue/sender`.
     pub queues: Option<Arc<dyn nimbus_queue::QueueBackend>>,
+    /// Where every invocation's usage record goes; `None`: nothing is metered.
+    pub usage: Option<Arc<dyn nimbus_metering::UsageSink>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -28,6 +30,7 @@ impl std::fmt::Debug for Services {
             .field("secrets", &self.secrets)
             .field("objects", &self.objects.as_ref().map(|_| "…"))
             .field("queues", &self.queues.as_ref().map(|_| "…"))
+            .field("usage", &self.usage.as_ref().map(|_| "…"))
             .finish()
     }
 }

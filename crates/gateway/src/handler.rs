@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use nimbus_engine::{HttpFunction, Invocation, InvokeError};
+use nimbus_engine::{HttpFunction, Invocation, InvokeError, TriggerKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::body::{GatewayBody, LimitedBody, PermitBody, full};
@@ -146,21 +146,17 @@ where
     }
 
     let Some(permit) = target.admit().await else {
-        let mut resp = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "function is at its max_concurrency and its wait queue is full; retry later",
-            request_id,
-        );
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return (resp, Some(name));
+        // Metered (as rejected, never billed) like every request that reached a function.
+        target
+            .function
+            .record_rejection(&Invocation::new(request_id.clone(), TriggerKind::Http));
+        let msg = "function is at its max_concurrency and its wait queue is full; retry later";
+        return (too_many(msg, request_id), Some(name));
     };
 
     let exceeded = Arc::new(AtomicBool::new(false));
     let req = req.map(|b| LimitedBody::new(b, limits.max_body_bytes, exceeded.clone()));
-    let invocation = Invocation {
-        request_id: request_id.clone(),
-    };
+    let invocation = Invocation::new(request_id.clone(), TriggerKind::Http);
     let result = target.function.handle(req, invocation).await;
     if exceeded.load(Ordering::Relaxed) {
         let msg = format!(
@@ -198,11 +194,25 @@ where
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "function failed to produce a response".to_owned(),
                 ),
+                InvokeError::AppAtCapacity(_) => {
+                    return (
+                        too_many(&format!("{err}; retry later"), request_id),
+                        Some(name),
+                    );
+                }
             };
             error(status, &msg, request_id)
         }
     };
     (response, Some(name))
+}
+
+/// 429 with `Retry-After: 1`.
+fn too_many(msg: &str, request_id: &str) -> Response<PermitBody> {
+    let mut resp = error(StatusCode::TOO_MANY_REQUESTS, msg, request_id);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
 }
 
 /// The Host header (or URI authority) without the port. Route hosts are DNS names, so an

@@ -306,6 +306,16 @@ pub struct Limits {
     /// one) and its instance stopped.
     #[serde(default = "Limits::default_max_response_bytes")]
     pub max_response_bytes: u64,
+    /// Outbound HTTP requests one invocation may make in all (0..=10_000; default 1,000, as
+    /// Cloudflare Workers allow subrequests). Past it, the guest's request fails with
+    /// `connection-limit-reached` before anything is sent.
+    #[serde(default = "Limits::default_max_outbound_requests")]
+    pub max_outbound_requests: u32,
+    /// Outbound connections one invocation may have open at once (1..=1_000; default 6, as
+    /// Cloudflare Workers). Further requests wait, first come first served, for one to close,
+    /// within the invocation's timeout.
+    #[serde(default = "Limits::default_max_outbound_connections")]
+    pub max_outbound_connections: u32,
 }
 
 impl Limits {
@@ -342,6 +352,23 @@ impl Limits {
         Self::DEFAULT_MAX_RESPONSE_BYTES
     }
 
+    /// Default `max_outbound_requests`.
+    pub const DEFAULT_MAX_OUTBOUND_REQUESTS: u32 = 1_000;
+    /// Allowed `max_outbound_requests` range.
+    pub const MAX_OUTBOUND_REQUESTS_RANGE: RangeInclusive<u32> = 0..=10_000;
+    /// Default `max_outbound_connections`.
+    pub const DEFAULT_MAX_OUTBOUND_CONNECTIONS: u32 = 6;
+    /// Allowed `max_outbound_connections` range.
+    pub const MAX_OUTBOUND_CONNECTIONS_RANGE: RangeInclusive<u32> = 1..=1_000;
+
+    fn default_max_outbound_requests() -> u32 {
+        Self::DEFAULT_MAX_OUTBOUND_REQUESTS
+    }
+
+    fn default_max_outbound_connections() -> u32 {
+        Self::DEFAULT_MAX_OUTBOUND_CONNECTIONS
+    }
+
     /// Allowed `max_body_bytes` range (up to 1 GiB).
     pub const MAX_BODY_BYTES_RANGE: RangeInclusive<u64> = 0..=1024 * 1024 * 1024;
 }
@@ -358,6 +385,8 @@ impl Default for Limits {
             max_waiting: 0,
             max_wait_ms: Self::DEFAULT_MAX_WAIT_MS,
             max_response_bytes: Self::DEFAULT_MAX_RESPONSE_BYTES,
+            max_outbound_requests: Self::DEFAULT_MAX_OUTBOUND_REQUESTS,
+            max_outbound_connections: Self::DEFAULT_MAX_OUTBOUND_CONNECTIONS,
         }
     }
 }

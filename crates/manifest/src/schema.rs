@@ -123,6 +123,8 @@ pub(crate) struct RawFunction {
     pub max_waiting: Option<Spanned<Integer>>,
     pub max_wait_ms: Option<Spanned<Integer>>,
     pub max_response_bytes: Option<Spanned<Integer>>,
+    pub max_outbound_requests: Option<Spanned<Integer>>,
+    pub max_outbound_connections: Option<Spanned<Integer>>,
     pub allowed_outbound_hosts: Option<Spanned<StringList>>,
     pub key_value_stores: Option<Spanned<StringList>>,
     pub config: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,

@@ -400,6 +400,18 @@ fn validate_limits(raw: &RawFunction, at: &str, src: &Source<'_>) -> Result<Limi
         Limits::MAX_RESPONSE_BYTES_RANGE,
         defaults.max_response_bytes,
     )?;
+    let max_outbound_requests = check(
+        &raw.max_outbound_requests,
+        "max_outbound_requests",
+        widen(Limits::MAX_OUTBOUND_REQUESTS_RANGE),
+        defaults.max_outbound_requests.into(),
+    )?;
+    let max_outbound_connections = check(
+        &raw.max_outbound_connections,
+        "max_outbound_connections",
+        widen(Limits::MAX_OUTBOUND_CONNECTIONS_RANGE),
+        defaults.max_outbound_connections.into(),
+    )?;
 
     // The ranges above fit in u32 for the u32 fields, so these conversions cannot fail; the
     // fallback only keeps the code panic-free.
@@ -413,6 +425,10 @@ fn validate_limits(raw: &RawFunction, at: &str, src: &Source<'_>) -> Result<Limi
         max_waiting: u32::try_from(max_waiting).unwrap_or(0),
         max_wait_ms,
         max_response_bytes,
+        max_outbound_requests: u32::try_from(max_outbound_requests)
+            .unwrap_or(defaults.max_outbound_requests),
+        max_outbound_connections: u32::try_from(max_outbound_connections)
+            .unwrap_or(defaults.max_outbound_connections),
     })
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use nimbus_engine::{EventFunction, Invocation};
+use nimbus_engine::{EventFunction, Invocation, TriggerKind};
 use nimbus_kv::{KvBackend, StoreId};
 use nimbus_manifest::cron::Schedule;
 use nimbus_manifest::{CronTrigger, MissedTicks};
@@ -180,9 +180,8 @@ impl CronJob {
         };
         let late_ms = (Utc::now() - tick).num_milliseconds();
         for run in 1..=RUNS_PER_TICK {
-            let invocation = Invocation {
-                request_id: uuid::Uuid::now_v7().to_string().into(),
-            };
+            let invocation =
+                Invocation::new(uuid::Uuid::now_v7().to_string().into(), TriggerKind::Cron);
             let id = invocation.request_id.clone();
             let error = match self.function.handle(event.clone(), invocation).await {
                 Ok(Ok(())) => {

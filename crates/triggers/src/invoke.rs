@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
-use nimbus_engine::{EventFunction, HttpFunction, Invocation};
+use nimbus_engine::{EventFunction, HttpFunction, Invocation, TriggerKind};
 use nimbus_kv::{KvBackend, KvError, StoreId};
 use nimbus_manifest::AsyncConfig;
 use nimbus_queue::{Delivery, NewMessage, QueueBackend, QueueError, QueueId};
@@ -340,9 +340,10 @@ impl AsyncDeliver {
     }
 
     async fn run(&self, delivery: &Delivery) -> Result<Option<(u16, Bytes)>, String> {
-        let invocation = Invocation {
-            request_id: uuid::Uuid::now_v7().to_string().into(),
-        };
+        let id = attr(delivery, "ce-id").unwrap_or(&delivery.message.id);
+        let invocation =
+            Invocation::new(uuid::Uuid::now_v7().to_string().into(), TriggerKind::Async)
+                .in_invocation(id);
         let request_id = invocation.request_id.clone();
         if let Some(function) = &self.event {
             let event = cloud::queue_event(&self.app, &self.function, &delivery.message)?;

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nimbus_engine::{EventFunction, HttpFunction};
+use nimbus_engine::{EventFunction, HttpFunction, TriggerKind};
 use nimbus_kv::KvBackend;
 use nimbus_manifest::cron::Schedule;
 use nimbus_manifest::{App, QueueTrigger};
@@ -153,6 +153,7 @@ impl Triggers {
                     app: app.name.clone(),
                     queue: trigger.queue.clone(),
                     function: function(&trigger.function)?,
+                    trigger: TriggerKind::Queue,
                 }),
             });
         }
@@ -218,6 +219,10 @@ impl Triggers {
                         app: app.name.clone(),
                         queue: queue.queue.clone(),
                         function,
+                        trigger: match watched {
+                            Watched::Bucket => TriggerKind::Object,
+                            Watched::Store => TriggerKind::Kv,
+                        },
                     }),
                 });
                 routes.push((watched, trigger.clone(), queue));

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use nimbus_engine::{EventFunction, Invocation};
+use nimbus_engine::{EventFunction, Invocation, TriggerKind};
 use nimbus_manifest::QueueTrigger;
 use nimbus_queue::{Delivery, QueueBackend, QueueId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -47,15 +47,18 @@ pub(crate) struct EventDeliver {
     pub app: String,
     pub queue: String,
     pub function: EventFunction,
+    /// What the deliveries are metered as: a queue trigger's messages, or the object / KV
+    /// changes queued for a change trigger.
+    pub trigger: TriggerKind,
 }
 
 #[async_trait]
 impl Deliver for EventDeliver {
     async fn attempt(&self, delivery: &Delivery) -> Result<(), String> {
         let event = cloud::queue_event(&self.app, &self.queue, &delivery.message)?;
-        let invocation = Invocation {
-            request_id: uuid::Uuid::now_v7().to_string().into(),
-        };
+        // Every delivery of a message is one run of the same invocation.
+        let invocation = Invocation::new(uuid::Uuid::now_v7().to_string().into(), self.trigger)
+            .in_invocation(delivery.message.id.as_str());
         let id = invocation.request_id.clone();
         match self
             .function

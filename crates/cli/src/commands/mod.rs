@@ -14,3 +14,4 @@ pub mod queue;
 pub mod rollback;
 pub mod secret;
 pub mod up;
+pub mod usage;

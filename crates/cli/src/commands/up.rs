@@ -8,7 +8,7 @@ use crate::config::{
     ClientConfig, DEFAULT_API_LISTEN, DEFAULT_LISTEN, DEFAULT_S3_LISTEN, ServerFile,
     client_config_path, default_data_dir,
 };
-use crate::server::{self, KvSetting, QueueSetting, ServerConfig};
+use crate::server::{self, EngineTuning, KvSetting, QueueSetting, ServerConfig};
 
 /// `nimbus up`.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -35,20 +35,35 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         },
         reset_token: args.reset_token,
         gateway: nimbus_gateway::GatewayConfig::default(),
-        keep_resident_bytes: args.keep_resident_kib.map(|kib| kib << 10),
-        keep_alive: match &args.keep_alive {
-            Some(policy) => policy
-                .parse()
-                .map_err(|e| anyhow::anyhow!("--keep-alive: {e}"))?,
-            None => nimbus_scaling::KeepAlivePolicy::default(),
+        engine: EngineTuning {
+            keep_resident_bytes: args.keep_resident_kib.map(|kib| kib << 10),
+            keep_alive: match &args.keep_alive {
+                Some(policy) => policy
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--keep-alive: {e}"))?,
+                None => nimbus_scaling::KeepAlivePolicy::default(),
+            },
+            reap_interval: None,
+            cpu_slots_per_app: args.cpu_slots_per_app.map(|n| n as usize),
+            max_instances: args.max_instances,
+            max_instances_per_app: args.max_instances_per_app,
+            pooling: None,
         },
-        reap_interval: None,
-        cpu_slots_per_app: args.cpu_slots_per_app.map(|n| n as usize),
         kv: match args.kv.or(file.kv) {
             Some(kv) => kv.parse()?,
             None => KvSetting::Embedded,
         },
         secrets_key_file: args.secrets_key_file.or(file.secrets_key_file),
+        metering: !args.no_metering,
+        prices: match file.prices {
+            Some(prices) => {
+                prices
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("config file [prices]: {e}"))?;
+                prices
+            }
+            None => nimbus_metering::PriceTable::default(),
+        },
         queues: match args.queues.or(file.queues) {
             Some(q) => q.parse()?,
             None => QueueSetting::Embedded,

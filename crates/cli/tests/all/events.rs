@@ -65,9 +65,7 @@ fn event(id: &str, ty: &str) -> Event {
 }
 
 fn invocation(id: &str) -> Invocation {
-    Invocation {
-        request_id: id.into(),
-    }
+    Invocation::new(id.into(), nimbus_engine::TriggerKind::Queue)
 }
 
 async fn recorded(kv: &Arc<dyn KvBackend>, id: &str) -> serde_json::Value {

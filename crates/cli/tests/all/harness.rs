@@ -9,7 +9,6 @@ use nimbus_cli::client::ApiClient;
 use nimbus_cli::server::{self, KvSetting, QueueSetting, Running, ServerConfig};
 use nimbus_control::types::{DeployRequest, DeployResponse};
 use nimbus_gateway::GatewayConfig;
-use nimbus_scaling::KeepAlivePolicy;
 use sha2::{Digest, Sha256};
 
 /// Everything logged by the platform during the test run (all tests share it; filter by
@@ -145,13 +144,12 @@ impl Nimbus {
             s3_listen: "127.0.0.1:0".parse().unwrap(),
             reset_token: false,
             gateway: GatewayConfig::default(),
-            keep_resident_bytes: None,
+            engine: Default::default(),
+            prices: Default::default(),
+            metering: true,
             kv: KvSetting::Embedded,
             secrets_key_file: None,
             queues: QueueSetting::Embedded,
-            keep_alive: KeepAlivePolicy::default(),
-            reap_interval: None,
-            cpu_slots_per_app: None,
         };
         configure(&mut config);
         let running = server::start(config).await.unwrap();

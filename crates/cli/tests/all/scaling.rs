@@ -60,8 +60,8 @@ async fn wait_resident(nimbus: &Nimbus, function: &str, want: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_functions_scale_to_zero_and_any_call_wakes_them() {
     let nimbus = Nimbus::start_configured(|config| {
-        config.keep_alive = KeepAlivePolicy::Fixed(Duration::from_millis(300));
-        config.reap_interval = Some(Duration::from_millis(20));
+        config.engine.keep_alive = KeepAlivePolicy::Fixed(Duration::from_millis(300));
+        config.engine.reap_interval = Some(Duration::from_millis(20));
     })
     .await;
     let echo = guests::c("echo");

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Metering overhead: the same guest served by two Nimbus processes, one metering every
+invocation (the default) and one started with --no-metering, driven in alternating rounds by the
+same wrk load in one run (these machines are noisy; alternating spreads the noise over both).
+Usage (from the repository root):
+
+    python3 bench/metering_bench.py [--duration 10] [--rounds 3] [--connections 16] [--only c,js]
+
+Reports each round and the median requests/s of each side; target: metering costs <= 3%.
+Also checks that the metered side recorded every request it served. Builds Nimbus (release)
+and the guests first. Needs wrk (Debian).
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+import urllib.request
+
+from serve_bench import NIMBUS, Nimbus, build, machine, wrk
+
+
+def usage_total(nimbus):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{nimbus.api_port}/v1/usage?since=1d&by=app",
+        headers={"Authorization": f"Bearer {nimbus.token()}"})
+    with urllib.request.urlopen(req) as r:
+        body = json.load(r)
+    return body["total"]["invocations"], body["metering"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--only", default="c,js")
+    args = ap.parse_args()
+    guests = build(args.only.split(","))
+    print(f"\nmachine: {machine()}")
+    print(f"load: wrk -t1 -c{args.connections} -d{args.duration}s per round, {args.rounds} rounds "
+          "per side, alternating\n")
+    summary = []
+    for key, (component, route, label) in guests.items():
+        metered = Nimbus().start()
+        plain = Nimbus(extra_args=["--no-metering"]).start()
+        try:
+            for n in (metered, plain):
+                n.deploy(component, route)
+                urllib.request.urlopen(f"http://127.0.0.1:{n.port}{route}").read()
+            # One short warm-up round each, not counted.
+            for n in (metered, plain):
+                wrk(f"http://127.0.0.1:{n.port}{route}", 2, args.connections)
+            time.sleep(0.5)  # let the warm-up's records land first
+            before, _ = usage_total(metered)
+            served = 0
+            results = {"metering on": [], "metering off": []}
+            for r in range(args.rounds):
+                for name, n in (("metering on", metered), ("metering off", plain)):
+                    res = wrk(f"http://127.0.0.1:{n.port}{route}", args.duration, args.connections)
+                    results[name].append(res)
+                    if n is metered:
+                        served += round(res["rps"] * args.duration)
+                    print(f"  {label:<34} round {r + 1} {name:<13} {res['rps']:>9.0f} req/s  "
+                          f"p50 {res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms", flush=True)
+            time.sleep(0.5)  # the meter's flush window
+            after, counts = usage_total(metered)
+            on = statistics.median(x["rps"] for x in results["metering on"])
+            off = statistics.median(x["rps"] for x in results["metering off"])
+            summary.append((label, on, off, after - before, served, counts))
+        finally:
+            metered.stop()
+            plain.stop()
+
+    print(f"\n{'guest':<34} {'on req/s':>10} {'off req/s':>10} {'cost':>7}   records / ~served  lost")
+    for label, on, off, recorded, served, counts in summary:
+        cost = (off - on) / off * 100
+        print(f"{label:<34} {on:>10.0f} {off:>10.0f} {cost:>6.1f}%   {recorded} / ~{served}  "
+              f"{counts['lost']}")
+    print(f"\nbinary: {NIMBUS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+//! `nimbus usage [APP[/FUNCTION]] [--since 24h] [--by function]`: invocations, GB-seconds and
+//! cost, as a table with totals, JSON rows (`--json`), CSV (`--csv`), or single invocations'
+//! records (`--records`, `--id`).
+
+use nimbus_metering::{GroupBy, UsageRow};
+
+use crate::args::UsageArgs;
+use crate::client::{ApiClient, UsageQuery};
+use crate::output;
+
+/// `nimbus usage`.
+pub async fn run(args: UsageArgs, json: bool) -> anyhow::Result<()> {
+    let client = ApiClient::from_args(&args.api)?;
+    let (app, function) = match args.target.as_deref() {
+        None => (None, None),
+        Some(target) => match target.split_once('/') {
+            Some((app, function)) => (Some(app), Some(function)),
+            None => (Some(target), None),
+        },
+    };
+    let by: GroupBy = args.by.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let query = UsageQuery {
+        since: Some(&args.since),
+        until: args.until.as_deref(),
+        by: Some(&args.by),
+        app,
+        function,
+    };
+    if args.records || args.id.is_some() {
+        let records = client
+            .usage_records(&query, args.id.as_deref(), args.limit)
+            .await?
+            .records;
+        if json {
+            return output::json(&records);
+        }
+        println!(
+            "{:<32} {:<24} {:<7} {:<8} {:>9} {:>8} {:>7} {:>9}",
+            "REQUEST", "FUNCTION", "TRIGGER", "OUTCOME", "DURATION", "BILLED", "MEMORY", "PEAK-MEM"
+        );
+        for r in records {
+            println!(
+                "{:<32} {:<24} {:<7} {:<8} {:>7.2}ms {:>6}ms {:>5}MB {:>7.1}MB",
+                r.request_id,
+                format!("{}/{}", r.app, r.function),
+                r.trigger.as_str(),
+                r.outcome.as_str(),
+                r.duration_us as f64 / 1000.0,
+                r.billed_ms,
+                r.memory_mb,
+                r.peak_memory_bytes as f64 / (1 << 20) as f64,
+            );
+        }
+        return Ok(());
+    }
+    if args.csv {
+        print!("{}", client.usage_csv(&query).await?);
+        return Ok(());
+    }
+    let usage = client.usage(&query).await?;
+    if json {
+        return output::json(&usage.report.rows);
+    }
+    let report = &usage.report;
+    println!(
+        "{:<28} {:>12} {:>8} {:>9} {:>14} {:>12}",
+        group_title(by),
+        "INVOCATIONS",
+        "ERRORS",
+        "REJECTED",
+        "GB-SECONDS",
+        "COST (USD)"
+    );
+    for row in &report.rows {
+        print_row(&group_name(by, row), row);
+    }
+    print_row("TOTAL", &report.total);
+    if report.free_tier_credit_usd > 0.0 {
+        println!("{:<28} {:>59.6}", "free tier", -report.free_tier_credit_usd);
+        println!("{:<28} {:>59.6}", "NET", report.net_cost_usd);
+    }
+    println!(
+        "prices: ${} per million requests, ${} per GB-second",
+        report.prices.per_million_requests_usd, report.prices.per_gb_second_usd
+    );
+    if usage.metering.lost > 0 {
+        eprintln!(
+            "warning: {} usage record(s) could not be stored since the server started (see its log); these totals are short by as many invocations",
+            usage.metering.lost
+        );
+    }
+    Ok(())
+}
+
+fn print_row(name: &str, row: &UsageRow) {
+    println!(
+        "{:<28} {:>12} {:>8} {:>9} {:>14.6} {:>12.6}",
+        name,
+        row.counters.invocations,
+        row.counters.errors + row.counters.timeouts,
+        row.counters.rejected,
+        row.gb_seconds,
+        row.cost_usd
+    );
+}
+
+fn group_title(by: GroupBy) -> &'static str {
+    match by {
+        GroupBy::App => "APP",
+        GroupBy::Function => "FUNCTION",
+        GroupBy::Hour => "HOUR (UTC)",
+        GroupBy::Day => "DAY (UTC)",
+    }
+}
+
+fn group_name(by: GroupBy, row: &UsageRow) -> String {
+    match (by, &row.app, &row.function, row.period_start_ms) {
+        (GroupBy::Function, Some(app), Some(function), _) => format!("{app}/{function}"),
+        (GroupBy::App, Some(app), _, _) => app.clone(),
+        (GroupBy::Hour, _, _, Some(ms)) => utc(ms, true),
+        (GroupBy::Day, _, _, Some(ms)) => utc(ms, false),
+        _ => "-".into(),
+    }
+}
+
+/// `YYYY-MM-DD[ HH:00]` in UTC.
+fn utc(ms: u64, with_hour: bool) -> String {
+    let format = if with_hour {
+        "%Y-%m-%d %H:00"
+    } else {
+        "%Y-%m-%d"
+    };
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(|| ms.to_string(), |t| t.format(format).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0, true), "1970-01-01 00:00");
+        assert_eq!(
+            utc(1_796_083_200_000 + 5 * 3_600_000, true),
+            "2026-12-01 05:00"
+        );
+        assert_eq!(utc(1_709_164_800_000, false), "2024-02-29");
+    }
+}

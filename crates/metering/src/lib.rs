@@ -1,0 +1,41 @@
+//! Usage metering for Nimbus: every invocation leaves a [`UsageRecord`] — who ran, for how long,
+//! with how much memory, CPU and bytes, and how it ended — and usage is billed from those
+//! records as Lambda bills (1 ms granularity, GB-seconds of configured memory, per request).
+//!
+//! The engine builds a record when an invocation ends and hands it to a [`UsageSink`]; the
+//! [`Meter`] is the sink that batches records into a [`RecordStore`] from its own thread, so
+//! metering never blocks or fails an invocation. [`UsageDb`] is the embedded store; reports
+//! ([`UsageReport`]) are built from its hourly rollups.
+//!
+//! # Layout
+//!
+//! - [`record`]: the versioned usage record, trigger kinds and outcomes.
+//! - [`meter`]: the non-blocking sink and its batching writer thread (durability window, loss
+//!   accounting).
+//! - [`store`]: the `RecordStore` trait and the redb store (raw records + hourly rollups).
+//! - [`rollup`]: counters, grouping and reports (pure).
+//! - [`price`]: the price table, GB-seconds and the free tier (pure).
+//! - [`export`]: time ranges as users write them (`24h`), and CSV.
+//! - [`error`]: the crate's error type.
+
+pub mod error;
+pub mod export;
+pub mod meter;
+pub mod price;
+pub mod record;
+pub mod rollup;
+pub mod store;
+
+pub use error::MeteringError;
+pub use meter::{Meter, MeterCounts, MeterStats};
+pub use price::PriceTable;
+pub use record::{Outcome, RECORD_VERSION, TriggerKind, UsageRecord};
+pub use rollup::{Counters, GroupBy, Rollup, UsageReport, UsageRow};
+pub use store::{Filter, RecordStore, UsageDb};
+
+/// Where finished invocations' records go. Implementations must not block: `record` is
+/// called on the invocation's task as it ends.
+pub trait UsageSink: Send + Sync {
+    /// Takes one record.
+    fn record(&self, record: UsageRecord);
+}

@@ -1,0 +1,293 @@
+//! Where usage records live: the [`RecordStore`] trait the meter writes through, and the
+//! embedded redb implementation (`usage.redb` in the data dir).
+//!
+//! Two tables, written in one transaction per batch:
+//!
+//! - `usage_records`: `(start_unix_ms, request_id)` → the record as JSON. Kept for
+//!   [`UsageDb::RECORD_RETENTION_MS`] (pruned by the writer), for per-invocation queries.
+//! - `usage_hourly`: `(hour_ms, tenant, app, function)` → [`Counters`] as JSON. Kept for good:
+//!   reports read these, so a report over a year reads at most hours × functions rows instead
+//!   of every invocation.
+//!
+//! Both tables only ever grow by whole batches: a crash loses the batch being written, never
+//! part of one, and never makes a rollup disagree with the records it sums.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::error::MeteringError;
+use crate::record::UsageRecord;
+use crate::rollup::{Counters, HOUR_MS, Rollup};
+
+const RECORDS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("usage_records");
+const HOURLY: TableDefinition<(u64, &str, &str, &str), &[u8]> =
+    TableDefinition::new("usage_hourly");
+
+/// What the meter's writer needs from a store: append a batch atomically. Tests wrap it to
+/// inject failures (a full disk).
+pub trait RecordStore: Send + 'static {
+    /// Appends every record of `batch` (and its rollups), all or nothing, durably.
+    fn append(&mut self, batch: &[UsageRecord]) -> Result<(), MeteringError>;
+
+    /// Drops raw records that started before `before_ms` (rollups stay).
+    fn prune(&mut self, before_ms: u64) -> Result<u64, MeteringError>;
+}
+
+/// Which rollups or records a query wants.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Start, inclusive, in ms since the epoch.
+    pub since_ms: u64,
+    /// End, exclusive, in ms since the epoch (`u64::MAX`: no end).
+    pub until_ms: u64,
+    /// Only this tenant.
+    pub tenant: Option<String>,
+    /// Only this app.
+    pub app: Option<String>,
+    /// Only this function (of any app matching `app`).
+    pub function: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, tenant: &str, app: &str, function: &str) -> bool {
+        self.tenant.as_deref().is_none_or(|t| t == tenant)
+            && self.app.as_deref().is_none_or(|a| a == app)
+            && self.function.as_deref().is_none_or(|f| f == function)
+    }
+}
+
+/// The embedded usage store.
+#[derive(Clone)]
+pub struct UsageDb {
+    db: std::sync::Arc<Database>,
+}
+
+impl UsageDb {
+    /// How long raw records are kept (rollups are kept for good): 7 days.
+    pub const RECORD_RETENTION_MS: u64 = 7 * 24 * HOUR_MS;
+
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, MeteringError> {
+        let db = Database::create(path).map_err(|e| MeteringError::open(path, e))?;
+        let txn = db.begin_write().map_err(MeteringError::store)?;
+        txn.open_table(RECORDS).map_err(MeteringError::store)?;
+        txn.open_table(HOURLY).map_err(MeteringError::store)?;
+        txn.commit().map_err(MeteringError::store)?;
+        Ok(Self {
+            db: std::sync::Arc::new(db),
+        })
+    }
+
+    /// Hourly rollups whose hour overlaps `[since_ms, until_ms)` and that match the filter.
+    pub fn rollups(&self, filter: &Filter) -> Result<Vec<Rollup>, MeteringError> {
+        let txn = self.db.begin_read().map_err(MeteringError::store)?;
+        let table = txn.open_table(HOURLY).map_err(MeteringError::store)?;
+        let first_hour = filter.since_ms - filter.since_ms % HOUR_MS;
+        let mut out = Vec::new();
+        let range = table
+            .range((first_hour, "", "", "")..)
+            .map_err(MeteringError::store)?;
+        for entry in range {
+            let (key, value) = entry.map_err(MeteringError::store)?;
+            let (hour_ms, tenant, app, function) = key.value();
+            if hour_ms >= filter.until_ms {
+                break;
+            }
+            if !filter.matches(tenant, app, function) {
+                continue;
+            }
+            let counters: Counters =
+                serde_json::from_slice(value.value()).map_err(MeteringError::corrupt)?;
+            out.push(Rollup {
+                hour_ms,
+                tenant: tenant.to_owned(),
+                app: app.to_owned(),
+                function: function.to_owned(),
+                counters,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Raw records that started in `[since_ms, until_ms)` and match the filter (and, if
+    /// given, whose invocation or request id is `id`), oldest first, at most `limit`.
+    pub fn records(
+        &self,
+        filter: &Filter,
+        id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<UsageRecord>, MeteringError> {
+        let txn = self.db.begin_read().map_err(MeteringError::store)?;
+        let table = txn.open_table(RECORDS).map_err(MeteringError::store)?;
+        let mut out = Vec::new();
+        let range = table
+            .range((filter.since_ms, "")..)
+            .map_err(MeteringError::store)?;
+        for entry in range {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = entry.map_err(MeteringError::store)?;
+            if key.value().0 >= filter.until_ms {
+                break;
+            }
+            let record: UsageRecord =
+                serde_json::from_slice(value.value()).map_err(MeteringError::corrupt)?;
+            let wanted = filter.matches(&record.tenant, &record.app, &record.function)
+                && id.is_none_or(|id| record.invocation_id == id || record.request_id == id);
+            if wanted {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl RecordStore for UsageDb {
+    fn append(&mut self, batch: &[UsageRecord]) -> Result<(), MeteringError> {
+        // Sum the batch per hour and function first: one read-modify-write per rollup row.
+        let mut hourly: std::collections::BTreeMap<(u64, &str, &str, &str), Counters> =
+            std::collections::BTreeMap::new();
+        for record in batch {
+            let hour = record.start_unix_ms - record.start_unix_ms % HOUR_MS;
+            hourly
+                .entry((hour, &record.tenant, &record.app, &record.function))
+                .or_default()
+                .add(record);
+        }
+        let txn = self.db.begin_write().map_err(MeteringError::store)?;
+        {
+            let mut records = txn.open_table(RECORDS).map_err(MeteringError::store)?;
+            for record in batch {
+                let json = serde_json::to_vec(record).map_err(MeteringError::corrupt)?;
+                records
+                    .insert(
+                        (record.start_unix_ms, record.request_id.as_str()),
+                        json.as_slice(),
+                    )
+                    .map_err(MeteringError::store)?;
+            }
+            let mut table = txn.open_table(HOURLY).map_err(MeteringError::store)?;
+            for (key, add) in hourly {
+                let mut counters = match table.get(key).map_err(MeteringError::store)? {
+                    Some(old) => serde_json::from_slice::<Counters>(old.value())
+                        .map_err(MeteringError::corrupt)?,
+                    None => Counters::default(),
+                };
+                counters.merge(&add);
+                let json = serde_json::to_vec(&counters).map_err(MeteringError::corrupt)?;
+                table
+                    .insert(key, json.as_slice())
+                    .map_err(MeteringError::store)?;
+            }
+        }
+        txn.commit().map_err(MeteringError::store)
+    }
+
+    fn prune(&mut self, before_ms: u64) -> Result<u64, MeteringError> {
+        let txn = self.db.begin_write().map_err(MeteringError::store)?;
+        let removed = {
+            let mut records = txn.open_table(RECORDS).map_err(MeteringError::store)?;
+            let old = records
+                .extract_from_if((0u64, "")..(before_ms, ""), |_, _| true)
+                .map_err(MeteringError::store)?;
+            let mut n = 0;
+            for entry in old {
+                entry.map_err(MeteringError::store)?;
+                n += 1;
+            }
+            n
+        };
+        txn.commit().map_err(MeteringError::store)?;
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Outcome, RECORD_VERSION, TriggerKind};
+
+    fn record(app: &str, function: &str, start: u64, id: &str) -> UsageRecord {
+        UsageRecord {
+            v: RECORD_VERSION,
+            invocation_id: id.into(),
+            request_id: id.into(),
+            tenant: "default".into(),
+            app: app.into(),
+            function: function.into(),
+            version: 1,
+            trigger: TriggerKind::Http,
+            start_unix_ms: start,
+            duration_us: 1500,
+            billed_ms: 2,
+            memory_mb: 128,
+            peak_memory_bytes: 65536,
+            cpu_us: 900,
+            bytes_in: 0,
+            bytes_out: 18,
+            outcome: Outcome::Ok,
+        }
+    }
+
+    #[test]
+    fn batches_roll_up_by_hour_and_function_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.redb");
+        let mut db = UsageDb::open(&path).unwrap();
+        db.append(&[
+            record("shop", "api", 10, "a"),
+            record("shop", "api", 20, "b"),
+            record("shop", "cart", 30, "c"),
+        ])
+        .unwrap();
+        db.append(&[record("shop", "api", HOUR_MS + 5, "d")])
+            .unwrap();
+        drop(db);
+
+        let db = UsageDb::open(&path).unwrap();
+        let all = Filter {
+            until_ms: u64::MAX,
+            ..Filter::default()
+        };
+        let rollups = db.rollups(&all).unwrap();
+        let summary: Vec<_> = rollups
+            .iter()
+            .map(|r| (r.hour_ms, r.function.as_str(), r.counters.invocations))
+            .collect();
+        assert_eq!(
+            summary,
+            [(0, "api", 2), (0, "cart", 1), (HOUR_MS, "api", 1)]
+        );
+        assert_eq!(rollups[0].counters.mb_ms, 2 * 128 * 2);
+
+        let api_only = Filter {
+            function: Some("api".into()),
+            since_ms: HOUR_MS,
+            ..all.clone()
+        };
+        assert_eq!(db.rollups(&api_only).unwrap().len(), 1);
+        let records = db.records(&all, None, 10).unwrap();
+        assert_eq!(records.len(), 4);
+        assert_eq!(db.records(&all, Some("c"), 10).unwrap()[0].function, "cart");
+        assert_eq!(db.records(&all, None, 2).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn pruning_drops_old_records_and_keeps_rollups() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = UsageDb::open(&dir.path().join("usage.redb")).unwrap();
+        db.append(&[record("a", "f", 1, "x"), record("a", "f", 5_000, "y")])
+            .unwrap();
+        assert_eq!(db.prune(2).unwrap(), 1);
+        let all = Filter {
+            until_ms: u64::MAX,
+            ..Filter::default()
+        };
+        let left = db.records(&all, None, 10).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].request_id, "y");
+        assert_eq!(db.rollups(&all).unwrap()[0].counters.invocations, 2);
+    }
+}
