@@ -61,7 +61,13 @@ def upstream():
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(http.server.ThreadingHTTPServer):
+        # The default backlog of 5 drops SYNs under the flood, and the kernel's SYN retries
+        # (1 s, 3 s, …) would be measured as Nimbus being slow.
+        request_queue_size = 1024
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 

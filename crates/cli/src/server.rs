@@ -17,7 +17,7 @@ use nimbus_control::usage_api::UsageService;
 use nimbus_control::{Platform, StateStore};
 use nimbus_engine::{Engine, EngineConfig, Services};
 use nimbus_gateway::{Gateway, GatewayConfig};
-use nimbus_metering::{Meter, PriceTable, UsageDb};
+use nimbus_metering::{Meter, Metrics, PriceTable, UsageDb};
 use nimbus_scaling::KeepAlivePolicy;
 use nimbus_triggers::changes::{ChangeRouter, ObservedKv, ObservedObjects};
 use tokio::net::TcpListener;
@@ -46,7 +46,8 @@ pub struct ServerConfig {
     pub engine: EngineTuning,
     /// What usage costs (the config file's `[prices]`; default: Lambda's x86 prices).
     pub prices: PriceTable,
-    /// Meter invocations (`--no-metering` turns it off, for measuring its cost).
+    /// Meter invocations and collect metrics (`--no-metering` turns both off, for measuring
+    /// their cost).
     pub metering: bool,
     /// Where the key-value stores live.
     pub kv: KvSetting,
@@ -164,14 +165,17 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     // Every write through Nimbus (functions, REST, S3) passes these wrappers, which hand
     // changes to the object and key-value triggers.
     let router = Arc::new(ChangeRouter::new(queues.clone()));
+    let metrics = config.metering.then(|| Arc::new(Metrics::new()));
     let kv: Arc<dyn nimbus_kv::KvBackend> =
-        Arc::new(ObservedKv::new(raw_kv.clone(), router.clone()));
-    let object_store: Arc<dyn nimbus_objstore::ObjectStore> =
-        Arc::new(ObservedObjects::new(objects.store.clone(), router.clone()));
+        Arc::new(ObservedKv::new(raw_kv.clone(), router.clone()).with_metrics(metrics.clone()));
+    let object_store: Arc<dyn nimbus_objstore::ObjectStore> = Arc::new(
+        ObservedObjects::new(objects.store.clone(), router.clone()).with_metrics(metrics.clone()),
+    );
     let usage_db = UsageDb::open(&data.join("usage.redb"))?;
     let meter = Arc::new(Meter::start(
         usage_db.clone(),
         std::time::Duration::from_millis(UsageDb::RECORD_RETENTION_MS),
+        metrics.clone(),
     )?);
     let sink: Option<Arc<dyn nimbus_metering::UsageSink>> = match config.metering {
         true => Some(meter.clone()),
@@ -231,6 +235,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
             meter: meter.clone(),
             prices: config.prices.clone(),
         }),
+        metrics,
     });
     let tasks = vec![
         tokio::spawn(gateway.serve(gateway_listener, signal(watcher.clone()))),

@@ -38,6 +38,8 @@ pub struct ApiState {
     pub keys: Option<nimbus_objstore::KeyStore>,
     /// The usage store behind `/v1/usage` (`None`: nothing is metered).
     pub usage: Option<crate::usage_api::UsageService>,
+    /// The metrics behind `/metrics` (`None`: none are collected).
+    pub metrics: Option<Arc<nimbus_metering::Metrics>>,
 }
 
 type Shared = Arc<ApiState>;
@@ -90,6 +92,7 @@ pub fn router(state: Shared) -> Router {
             "/v1/apps/{app}/queues/{queue}/redrive",
             post(queue_api::redrive),
         )
+        .route("/metrics", get(usage_api::metrics))
         .route("/v1/usage", get(usage_api::report))
         .route("/v1/usage/records", get(usage_api::records))
         .route("/v1/keys", get(keys_api::list).post(keys_api::create))

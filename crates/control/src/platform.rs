@@ -296,6 +296,60 @@ impl Platform {
         Ok(app)
     }
 
+    /// What `/metrics` reads at scrape time: every live function's residency and in-flight
+    /// count, and every declared queue's depth.
+    pub async fn metrics_snapshot(&self) -> nimbus_metering::metrics::Snapshot {
+        use nimbus_metering::metrics::{FunctionGauge, QueueGauge};
+        let mut snapshot = nimbus_metering::metrics::Snapshot::default();
+        let apps: Vec<String> =
+            {
+                let live = self.live.lock().await;
+                for (app, state) in live.iter() {
+                    let mut seen = std::collections::BTreeMap::<&str, (bool, u64)>::new();
+                    for (name, f) in &state.http {
+                        let e = seen.entry(name).or_default();
+                        e.0 |= f.is_resident();
+                        e.1 += u64::from(f.in_flight());
+                    }
+                    for (name, f) in &state.events {
+                        let e = seen.entry(name).or_default();
+                        e.0 |= f.is_resident();
+                        e.1 += u64::from(f.in_flight());
+                    }
+                    snapshot.functions.extend(seen.into_iter().map(
+                        |(name, (resident, in_flight))| FunctionGauge {
+                            app: app.clone(),
+                            function: name.to_owned(),
+                            resident,
+                            in_flight,
+                        },
+                    ));
+                }
+                live.keys().cloned().collect()
+            };
+        let Some(queues) = self.queues() else {
+            return snapshot;
+        };
+        for app in apps {
+            let Ok(manifest) = self.active_app(&app) else {
+                continue;
+            };
+            for queue in &manifest.queues {
+                let id = nimbus_queue::QueueId::new(DEFAULT_TENANT, &app, &queue.name);
+                if let Ok(stats) = queues.stats(&id).await {
+                    snapshot.queues.push(QueueGauge {
+                        app: app.clone(),
+                        queue: queue.name.clone(),
+                        ready: stats.ready,
+                        delayed: stats.delayed,
+                        in_flight: stats.in_flight,
+                    });
+                }
+            }
+        }
+        snapshot
+    }
+
     /// Says which functions have their code in memory, unless a deploy holds the live state.
     fn fill_residency(&self, app: &mut AppStatus) {
         let Ok(live) = self.live.try_lock() else {

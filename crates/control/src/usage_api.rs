@@ -1,4 +1,4 @@
-//! The usage API: `GET /v1/usage` (a report grouped by app, function, hour or day, with its
+//! The usage API: `GET /metrics` (Prometheus), `GET /v1/usage` (a report grouped by app, function, hour or day, with its
 //! cost; JSON or CSV) and `GET /v1/usage/records` (the usage records of single invocations).
 
 use std::sync::Arc;
@@ -164,6 +164,24 @@ pub(crate) async fn report(
             "unknown format `{other}` (expected json or csv)"
         ))),
     }
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics) text.
+pub(crate) async fn metrics(State(state): State<Shared>) -> Result<Response, ControlError> {
+    let metrics = state
+        .metrics
+        .as_ref()
+        .ok_or_else(|| ControlError::Unavailable("this server does not collect metrics".into()))?;
+    let mut snapshot = state.platform.metrics_snapshot().await;
+    snapshot.records = state.usage.as_ref().map(|u| u.meter.stats().snapshot());
+    let text = metrics
+        .render(&snapshot)
+        .map_err(|e| ControlError::Store(format!("encoding metrics: {e}")))?;
+    Ok((
+        [(header::CONTENT_TYPE, nimbus_metering::metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response())
 }
 
 pub(crate) async fn records(

@@ -90,6 +90,11 @@ impl EventFunction {
         self.code.is_resident()
     }
 
+    /// Events being handled by this function version now.
+    pub fn in_flight(&self) -> u32 {
+        self.code.in_flight()
+    }
+
     /// The function's spec.
     pub fn spec(&self) -> &FunctionSpec {
         &self.rt.spec
@@ -137,11 +142,14 @@ impl EventFunction {
     ) -> Result<Result<(), String>, InvokeError> {
         let limits = self.rt.spec.limits;
         let _budget = self.rt.admit()?;
-        let (pre, _busy) = self
+        let (pre, _busy, cold) = self
             .code
             .acquire()
             .await
             .map_err(|e| InvokeError::Instantiate(e.to_string()))?;
+        if cold {
+            meter.set_cold_start();
+        }
         let mut store = self.rt.new_store(&invocation);
         let event = WitEvent::from(event);
         let run = async {

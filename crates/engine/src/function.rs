@@ -113,6 +113,11 @@ impl HttpFunction {
         self.code.is_resident()
     }
 
+    /// Invocations of this function version running now.
+    pub fn in_flight(&self) -> u32 {
+        self.code.in_flight()
+    }
+
     /// Instantiates the function once and drops the instance, without calling it.
     ///
     /// A deploy does this before the version takes traffic, so a component that cannot be
@@ -212,11 +217,14 @@ impl HttpFunction {
         let limits = self.rt.spec.limits;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(limits.timeout_ms);
         let budget = self.rt.admit()?;
-        let (pre, busy) = self
+        let (pre, busy, cold) = self
             .code
             .acquire()
             .await
             .map_err(|e| InvokeError::Instantiate(e.to_string()))?;
+        if cold {
+            meter.set_cold_start();
+        }
         let mut store = self.rt.new_store(&invocation);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = req.map(|body| MeteredBody::inbound(body, meter.clone()));

@@ -120,18 +120,25 @@ impl<P: Prepare> Resident<P> {
     }
 
     /// Starts one invocation: marks the function busy and returns its prepared code, activating
-    /// it first if it was released. The invocation ends when the returned guard drops.
-    pub(crate) async fn acquire(self: &Arc<Self>) -> Result<(P, Busy<P>), EngineError> {
+    /// it first if it was released (then the third value, "cold start", is true). The
+    /// invocation ends when the returned guard drops.
+    pub(crate) async fn acquire(self: &Arc<Self>) -> Result<(P, Busy<P>, bool), EngineError> {
         let busy = self.begin();
         if let Some(warm) = self.warm.load_full() {
-            return Ok((warm.pre.clone(), busy));
+            return Ok((warm.pre.clone(), busy, false));
         }
         let _gate = self.activating.lock().await;
         if let Some(warm) = self.warm.load_full() {
-            return Ok((warm.pre.clone(), busy));
+            // Another call activated it while this one waited: it waited all the same.
+            return Ok((warm.pre.clone(), busy, true));
         }
         let pre = self.activate()?;
-        Ok((pre, busy))
+        Ok((pre, busy, true))
+    }
+
+    /// Invocations running now.
+    pub(crate) fn in_flight(&self) -> u32 {
+        lock(&self.activity).in_flight
     }
 
     /// The prepared code, activating it if it was released, without counting a call: for the

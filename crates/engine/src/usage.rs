@@ -46,6 +46,7 @@ struct Pending {
     cpu_ns: AtomicU64,
     peak_memory: AtomicU64,
     outcome: AtomicU8,
+    cold_start: std::sync::atomic::AtomicBool,
 }
 
 /// The names of a function as every record of it carries them (cloned per invocation as
@@ -108,6 +109,7 @@ impl UsageMeter {
             cpu_ns: AtomicU64::new(0),
             peak_memory: AtomicU64::new(0),
             outcome: AtomicU8::new(UNSET),
+            cold_start: std::sync::atomic::AtomicBool::new(false),
         })))
     }
 
@@ -142,6 +144,13 @@ impl UsageMeter {
                             .compare_exchange(UNSET, ok, Ordering::Relaxed, Ordering::Relaxed);
                 }
             }
+        }
+    }
+
+    /// Records that the invocation had to activate its function's code first.
+    pub(crate) fn set_cold_start(&self) {
+        if let Some(p) = &self.0 {
+            p.cold_start.store(true, Ordering::Relaxed);
         }
     }
 
@@ -225,6 +234,7 @@ impl Drop for Pending {
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             outcome,
+            cold_start: self.cold_start.load(Ordering::Relaxed),
         });
     }
 }

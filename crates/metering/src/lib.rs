@@ -12,6 +12,7 @@
 //! - [`record`]: the versioned usage record, trigger kinds and outcomes.
 //! - [`meter`]: the non-blocking sink and its batching writer thread (durability window, loss
 //!   accounting).
+//! - [`metrics`]: Prometheus series (from records, operation counters, a scrape snapshot).
 //! - [`store`]: the `RecordStore` trait and the redb store (raw records + hourly rollups).
 //! - [`rollup`]: counters, grouping and reports (pure).
 //! - [`price`]: the price table, GB-seconds and the free tier (pure).
@@ -21,6 +22,7 @@
 pub mod error;
 pub mod export;
 pub mod meter;
+pub mod metrics;
 pub mod price;
 pub mod record;
 pub mod rollup;
@@ -28,6 +30,7 @@ pub mod store;
 
 pub use error::MeteringError;
 pub use meter::{Meter, MeterCounts, MeterStats};
+pub use metrics::Metrics;
 pub use price::PriceTable;
 pub use record::{Outcome, RECORD_VERSION, TriggerKind, UsageRecord};
 pub use rollup::{Counters, GroupBy, Rollup, UsageReport, UsageRow};

@@ -80,10 +80,12 @@ pub struct Meter {
 }
 
 impl Meter {
-    /// Starts the writer thread over `store`, pruning records older than `retention`.
+    /// Starts the writer thread over `store`, pruning records older than `retention`, and
+    /// counting every batch into `metrics` (if any) as it passes.
     pub fn start(
         store: impl RecordStore,
         retention: Duration,
+        metrics: Option<Arc<crate::Metrics>>,
     ) -> Result<Self, crate::MeteringError> {
         let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
         let stats = Arc::new(MeterStats::default());
@@ -91,6 +93,7 @@ impl Meter {
             store,
             rx,
             stats: stats.clone(),
+            metrics,
             retention,
             last_prune: None,
             last_error_log: None,
@@ -151,6 +154,7 @@ struct Writer<S> {
     store: S,
     rx: mpsc::Receiver<UsageRecord>,
     stats: Arc<MeterStats>,
+    metrics: Option<Arc<crate::Metrics>>,
     retention: Duration,
     last_prune: Option<Instant>,
     last_error_log: Option<Instant>,
@@ -185,6 +189,9 @@ impl<S: RecordStore> Writer<S> {
 
     fn flush(&mut self, batch: &mut Vec<UsageRecord>) {
         let n = batch.len() as u64;
+        if let Some(metrics) = &self.metrics {
+            metrics.observe(batch);
+        }
         match self.store.append(batch) {
             Ok(()) => {
                 self.stats.written.fetch_add(n, Ordering::Relaxed);
@@ -247,6 +254,7 @@ mod tests {
             bytes_in: 0,
             bytes_out: 0,
             outcome: Outcome::Ok,
+            cold_start: false,
         }
     }
 
@@ -277,7 +285,7 @@ mod tests {
     #[test]
     fn records_are_written_in_batches_and_close_flushes() {
         let store = FlakyStore::default();
-        let meter = Meter::start(store.clone(), Duration::from_secs(3600)).unwrap();
+        let meter = Meter::start(store.clone(), Duration::from_secs(3600), None).unwrap();
         for i in 0..1000 {
             meter.record(record(i));
         }
@@ -297,7 +305,7 @@ mod tests {
     fn a_full_disk_loses_records_counts_them_and_recovers() {
         let store = FlakyStore::default();
         store.full.store(true, Ordering::SeqCst);
-        let meter = Meter::start(store.clone(), Duration::from_secs(3600)).unwrap();
+        let meter = Meter::start(store.clone(), Duration::from_secs(3600), None).unwrap();
         for i in 0..10 {
             meter.record(record(i));
         }

@@ -122,6 +122,9 @@ pub struct UsageRecord {
     pub bytes_out: u64,
     /// How it ended.
     pub outcome: Outcome,
+    /// Whether it found its function scaled to zero and had to activate it first.
+    #[serde(default)]
+    pub cold_start: bool,
 }
 
 impl UsageRecord {
@@ -165,6 +168,7 @@ mod tests {
             bytes_in: 42,
             bytes_out: 1_024,
             outcome: Outcome::Ok,
+            cold_start: false,
         }
     }
 

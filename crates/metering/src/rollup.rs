@@ -275,6 +275,7 @@ mod tests {
             bytes_in: 1,
             bytes_out: 2,
             outcome,
+            cold_start: false,
         }
     }
 

@@ -228,6 +228,7 @@ mod tests {
             bytes_in: 0,
             bytes_out: 18,
             outcome: Outcome::Ok,
+            cold_start: false,
         }
     }
 

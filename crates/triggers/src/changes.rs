@@ -20,6 +20,7 @@ use bytes::Bytes;
 use cloudevents::{EventBuilder, EventBuilderV10};
 use nimbus_kv::{KeyPage, KvBackend, KvError, StoreId};
 use nimbus_manifest::{ChangeKind, ChangeTrigger};
+use nimbus_metering::Metrics;
 use nimbus_objstore::store::{
     BucketInfo, ByteStream, ListPage, ListQuery, ObjectInfo, ObjectMeta, ObjectRead, PartInfo,
 };
@@ -221,27 +222,48 @@ impl ChangeRouter {
 pub struct ObservedObjects {
     inner: Arc<dyn ObjectStore>,
     router: Arc<ChangeRouter>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl ObservedObjects {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn ObjectStore>, router: Arc<ChangeRouter>) -> Self {
-        Self { inner, router }
+        Self {
+            inner,
+            router,
+            metrics: None,
+        }
+    }
+
+    /// Also counts every operation in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    fn count(&self, op: &str) {
+        if let Some(m) = &self.metrics {
+            m.object_op(op);
+        }
     }
 }
 
 #[async_trait]
 impl ObjectStore for ObservedObjects {
     async fn create_bucket(&self, tenant: &str, bucket: &str) -> Result<(), ObjectError> {
+        self.count("create_bucket");
         self.inner.create_bucket(tenant, bucket).await
     }
     async fn delete_bucket(&self, tenant: &str, bucket: &str) -> Result<(), ObjectError> {
+        self.count("delete_bucket");
         self.inner.delete_bucket(tenant, bucket).await
     }
     async fn head_bucket(&self, tenant: &str, bucket: &str) -> Result<BucketInfo, ObjectError> {
+        self.count("head_bucket");
         self.inner.head_bucket(tenant, bucket).await
     }
     async fn list_buckets(&self, tenant: &str) -> Result<Vec<BucketInfo>, ObjectError> {
+        self.count("list_buckets");
         self.inner.list_buckets(tenant).await
     }
     async fn put(
@@ -252,6 +274,7 @@ impl ObjectStore for ObservedObjects {
         meta: ObjectMeta,
         body: ByteStream,
     ) -> Result<ObjectInfo, ObjectError> {
+        self.count("put");
         let info = self.inner.put(tenant, bucket, key, meta, body).await?;
         self.router
             .object_changed(tenant, bucket, key, ChangeKind::Written, Some(&info))
@@ -265,12 +288,15 @@ impl ObjectStore for ObservedObjects {
         key: &str,
         range: Option<(u64, Option<u64>)>,
     ) -> Result<ObjectRead, ObjectError> {
+        self.count("get");
         self.inner.get(tenant, bucket, key, range).await
     }
     async fn head(&self, tenant: &str, bucket: &str, key: &str) -> Result<ObjectInfo, ObjectError> {
+        self.count("head");
         self.inner.head(tenant, bucket, key).await
     }
     async fn delete(&self, tenant: &str, bucket: &str, key: &str) -> Result<bool, ObjectError> {
+        self.count("delete");
         let existed = self.inner.delete(tenant, bucket, key).await?;
         if existed {
             self.router
@@ -286,6 +312,7 @@ impl ObjectStore for ObservedObjects {
         to: (&str, &str),
         meta: Option<ObjectMeta>,
     ) -> Result<ObjectInfo, ObjectError> {
+        self.count("copy");
         let info = self.inner.copy(tenant, from, to, meta).await?;
         self.router
             .object_changed(tenant, to.0, to.1, ChangeKind::Written, Some(&info))
@@ -298,6 +325,7 @@ impl ObjectStore for ObservedObjects {
         bucket: &str,
         query: ListQuery,
     ) -> Result<ListPage, ObjectError> {
+        self.count("list");
         self.inner.list(tenant, bucket, query).await
     }
     async fn create_upload(
@@ -307,6 +335,7 @@ impl ObjectStore for ObservedObjects {
         key: &str,
         meta: ObjectMeta,
     ) -> Result<String, ObjectError> {
+        self.count("create_upload");
         self.inner.create_upload(tenant, bucket, key, meta).await
     }
     async fn upload_part(
@@ -316,6 +345,7 @@ impl ObjectStore for ObservedObjects {
         number: u32,
         body: ByteStream,
     ) -> Result<PartInfo, ObjectError> {
+        self.count("upload_part");
         self.inner.upload_part(tenant, upload, number, body).await
     }
     async fn upload_target(
@@ -323,9 +353,11 @@ impl ObjectStore for ObservedObjects {
         tenant: &str,
         upload: &str,
     ) -> Result<(String, String), ObjectError> {
+        self.count("upload_target");
         self.inner.upload_target(tenant, upload).await
     }
     async fn list_parts(&self, tenant: &str, upload: &str) -> Result<Vec<PartInfo>, ObjectError> {
+        self.count("list_parts");
         self.inner.list_parts(tenant, upload).await
     }
     async fn complete_upload(
@@ -334,6 +366,7 @@ impl ObjectStore for ObservedObjects {
         upload: &str,
         parts: Vec<(u32, String)>,
     ) -> Result<ObjectInfo, ObjectError> {
+        self.count("complete_upload");
         let (bucket, key) = self.inner.upload_target(tenant, upload).await?;
         let info = self.inner.complete_upload(tenant, upload, parts).await?;
         self.router
@@ -342,6 +375,7 @@ impl ObjectStore for ObservedObjects {
         Ok(info)
     }
     async fn abort_upload(&self, tenant: &str, upload: &str) -> Result<(), ObjectError> {
+        self.count("abort_upload");
         self.inner.abort_upload(tenant, upload).await
     }
 }
@@ -350,18 +384,36 @@ impl ObjectStore for ObservedObjects {
 pub struct ObservedKv {
     inner: Arc<dyn KvBackend>,
     router: Arc<ChangeRouter>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl ObservedKv {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn KvBackend>, router: Arc<ChangeRouter>) -> Self {
-        Self { inner, router }
+        Self {
+            inner,
+            router,
+            metrics: None,
+        }
+    }
+
+    /// Also counts every operation in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    fn count(&self, op: &str) {
+        if let Some(m) = &self.metrics {
+            m.kv_op(op);
+        }
     }
 }
 
 #[async_trait]
 impl KvBackend for ObservedKv {
     async fn get(&self, store: &StoreId, key: &str) -> Result<Option<Bytes>, KvError> {
+        self.count("get");
         self.inner.get(store, key).await
     }
     async fn set(
@@ -371,6 +423,7 @@ impl KvBackend for ObservedKv {
         value: Bytes,
         ttl: Option<Duration>,
     ) -> Result<(), KvError> {
+        self.count("set");
         self.inner.set(store, key, value, ttl).await?;
         self.router
             .kv_changed(store, key, ChangeKind::Written)
@@ -378,6 +431,7 @@ impl KvBackend for ObservedKv {
         Ok(())
     }
     async fn delete(&self, store: &StoreId, key: &str) -> Result<bool, KvError> {
+        self.count("delete");
         let existed = self.inner.delete(store, key).await?;
         if existed {
             self.router
@@ -387,6 +441,7 @@ impl KvBackend for ObservedKv {
         Ok(existed)
     }
     async fn exists(&self, store: &StoreId, key: &str) -> Result<bool, KvError> {
+        self.count("exists");
         self.inner.exists(store, key).await
     }
     async fn list_keys(
@@ -396,9 +451,11 @@ impl KvBackend for ObservedKv {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<KeyPage, KvError> {
+        self.count("list_keys");
         self.inner.list_keys(store, prefix, cursor, limit).await
     }
     async fn increment(&self, store: &StoreId, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.count("increment");
         let value = self.inner.increment(store, key, delta).await?;
         self.router
             .kv_changed(store, key, ChangeKind::Written)
@@ -412,6 +469,7 @@ impl KvBackend for ObservedKv {
         expected: Option<&[u8]>,
         new: Bytes,
     ) -> Result<bool, KvError> {
+        self.count("compare_and_swap");
         let swapped = self
             .inner
             .compare_and_swap(store, key, expected, new)

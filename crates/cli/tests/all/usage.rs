@@ -254,3 +254,104 @@ fn wait_for_rows(up: &Up, invocations: u64) -> Vec<serde_json::Value> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `/metrics` after known traffic: five calls (the first a cold start, since the function had
+/// scaled to zero), two KV writes and a read through the API, three queued messages — each
+/// shows up in its series; without the token the scrape is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_metrics_count_known_traffic() {
+    use nimbus_scaling::KeepAlivePolicy;
+    let nimbus = Nimbus::start_configured(|config| {
+        config.engine.keep_alive = KeepAlivePolicy::Fixed(Duration::from_millis(500));
+        config.engine.reap_interval = Some(Duration::from_millis(20));
+    })
+    .await;
+    let hello = guests::c("hello");
+    let manifest = "[app]\nname = \"shop\"\n\n[[queue]]\nname = \"jobs\"\n\n\
+        [[function]]\nname = \"api\"\ncomponent = \"api.wasm\"\nroutes = [\"/api\"]\nmemory_mb = 256\n";
+    nimbus.deploy(manifest, &[("api", &hello)]).await.unwrap();
+    // Wait for the function to scale to zero, so the first call is a cold start.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nimbus.api.functions("shop").await.unwrap()[0].resident != Some(false) {
+        assert!(Instant::now() < deadline, "never scaled to zero");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..5 {
+        assert_eq!(nimbus.get("/api").await.status(), 200);
+    }
+    nimbus
+        .api
+        .kv_set("things", "a", b"1".to_vec(), None)
+        .await
+        .unwrap();
+    nimbus
+        .api
+        .kv_set("things", "b", b"2".to_vec(), None)
+        .await
+        .unwrap();
+    assert!(nimbus.api.kv_get("things", "a").await.unwrap().is_some());
+    for i in 0..3 {
+        nimbus
+            .api
+            .queue_send("shop", "jobs", format!("job {i}").into_bytes(), None, None)
+            .await
+            .unwrap();
+    }
+
+    let url = format!("{}/metrics", nimbus.api.base());
+    let refused = nimbus.http.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let resp = nimbus
+            .http
+            .get(&url)
+            .bearer_auth(&nimbus.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/openmetrics-text")
+        );
+        let text = resp.text().await.unwrap();
+        let ok =
+            r#"nimbus_invocations_total{app="shop",function="api",trigger="http",outcome="ok"} 5"#;
+        if text.lines().any(|l| l == ok) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "five invocations never showed:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for line in [
+        r#"nimbus_cold_starts_total{app="shop",function="api"} 1"#,
+        r#"nimbus_invocation_duration_seconds_count{app="shop",function="api"} 5"#,
+        r#"nimbus_function_body_bytes_total{app="shop",function="api",direction="out"} 90"#,
+        r#"nimbus_kv_operations_total{op="set"} 2"#,
+        r#"nimbus_kv_operations_total{op="get"} 1"#,
+        r#"nimbus_queue_messages{app="shop",queue="jobs",state="ready"} 3"#,
+        r#"nimbus_instances_in_flight{app="shop",function="api"} 0"#,
+        r#"nimbus_function_resident{app="shop",function="api"} 1"#,
+        "nimbus_usage_records_lost_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+    }
+    // The GB-seconds series agrees with the bill.
+    let usage = nimbus.api.usage(&UsageQuery::default()).await.unwrap();
+    let gb_s: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"nimbus_billed_gb_seconds_total{app="shop",function="api"} "#)
+        })
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((gb_s - usage.report.total.gb_seconds).abs() < 1e-9);
+    nimbus.stop().await;
+}
