@@ -43,8 +43,9 @@ def main():
           "per side, alternating\n")
     summary = []
     for key, (component, route, label) in guests.items():
-        metered = Nimbus().start()
-        plain = Nimbus(extra_args=["--no-metering"]).start()
+        # Both on free ports, S3 included (its default 9000 can be bound only once).
+        metered = Nimbus(extra_args=["--s3-listen", "127.0.0.1:0"]).start()
+        plain = Nimbus(extra_args=["--s3-listen", "127.0.0.1:0", "--no-metering"]).start()
         try:
             for n in (metered, plain):
                 n.deploy(component, route)

@@ -74,7 +74,9 @@ impl MeterStats {
 
 /// The meter: a [`UsageSink`] writing through a [`RecordStore`].
 pub struct Meter {
-    tx: Mutex<Option<SyncSender<UsageRecord>>>,
+    // Loaded without a lock on every record (two worker threads contend for a mutex here at
+    // 15k+ invocations/s); emptied by `close`.
+    tx: arc_swap::ArcSwapOption<SyncSender<UsageRecord>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     stats: Arc<MeterStats>,
 }
@@ -103,7 +105,7 @@ impl Meter {
             .spawn(move || writer.run())
             .map_err(|e| crate::MeteringError::Store(format!("cannot start the writer: {e}")))?;
         Ok(Self {
-            tx: Mutex::new(Some(tx)),
+            tx: arc_swap::ArcSwapOption::from_pointee(tx),
             writer: Mutex::new(Some(handle)),
             stats,
         })
@@ -116,7 +118,7 @@ impl Meter {
 
     /// Writes what is queued and stops the writer; later records are counted as lost.
     pub fn close(&self) {
-        drop(lock(&self.tx).take());
+        drop(self.tx.swap(None));
         if let Some(handle) = lock(&self.writer).take() {
             let _ = handle.join();
         }
@@ -126,8 +128,8 @@ impl Meter {
 impl UsageSink for Meter {
     fn record(&self, record: UsageRecord) {
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let guard = lock(&self.tx);
-        let sent = match guard.as_ref() {
+        let guard = self.tx.load();
+        let sent = match guard.as_deref() {
             Some(tx) => match tx.try_send(record) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,

@@ -18,6 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 
 use crate::meter::MeterCounts;
@@ -197,41 +198,69 @@ impl Metrics {
         }
     }
 
-    /// Counts a batch of usage records.
+    /// Counts a batch of usage records: summed per series first, so each series is looked up
+    /// once per batch, not once per record.
     pub fn observe(&self, records: &[UsageRecord]) {
+        #[derive(Default)]
+        struct Sums {
+            durations: Vec<f64>,
+            cold: u64,
+            mb_ms: u64,
+            cpu_us: u64,
+            bytes_in: u64,
+            bytes_out: u64,
+        }
+        let mut counts: BTreeMap<(&str, &str, &'static str, &'static str), u64> = BTreeMap::new();
+        let mut sums: BTreeMap<(&str, &str), Sums> = BTreeMap::new();
         for r in records {
-            let f = FunctionLabels {
-                app: r.app.clone(),
-                function: r.function.clone(),
-            };
-            self.invocations
-                .get_or_create(&InvocationLabels {
-                    app: r.app.clone(),
-                    function: r.function.clone(),
-                    trigger: r.trigger.as_str().to_owned(),
-                    outcome: r.outcome.as_str().to_owned(),
-                })
-                .inc();
+            *counts
+                .entry((&r.app, &r.function, r.trigger.as_str(), r.outcome.as_str()))
+                .or_default() += 1;
             if !r.outcome.is_billed() {
                 continue;
             }
-            self.duration
-                .get_or_create(&f)
-                .observe(r.duration_us as f64 / 1e6);
-            if r.cold_start {
-                self.cold_starts.get_or_create(&f).inc();
+            let s = sums.entry((&r.app, &r.function)).or_default();
+            s.durations.push(r.duration_us as f64 / 1e6);
+            s.cold += u64::from(r.cold_start);
+            s.mb_ms += r.mb_ms();
+            s.cpu_us += r.cpu_us;
+            s.bytes_in += r.bytes_in;
+            s.bytes_out += r.bytes_out;
+        }
+        for ((app, function, trigger, outcome), n) in counts {
+            self.invocations
+                .get_or_create(&InvocationLabels {
+                    app: app.to_owned(),
+                    function: function.to_owned(),
+                    trigger: trigger.to_owned(),
+                    outcome: outcome.to_owned(),
+                })
+                .inc_by(n);
+        }
+        for ((app, function), s) in sums {
+            let f = FunctionLabels {
+                app: app.to_owned(),
+                function: function.to_owned(),
+            };
+            let histogram = self.duration.get_or_create(&f);
+            for d in s.durations {
+                histogram.observe(d);
+            }
+            drop(histogram);
+            if s.cold > 0 {
+                self.cold_starts.get_or_create(&f).inc_by(s.cold);
             }
             self.gb_seconds
                 .get_or_create(&f)
-                .inc_by(gb_seconds(r.mb_ms()));
+                .inc_by(gb_seconds(s.mb_ms));
             self.cpu_seconds
                 .get_or_create(&f)
-                .inc_by(r.cpu_us as f64 / 1e6);
-            for (direction, n) in [("in", r.bytes_in), ("out", r.bytes_out)] {
+                .inc_by(s.cpu_us as f64 / 1e6);
+            for (direction, n) in [("in", s.bytes_in), ("out", s.bytes_out)] {
                 self.bytes
                     .get_or_create(&BytesLabels {
-                        app: r.app.clone(),
-                        function: r.function.clone(),
+                        app: f.app.clone(),
+                        function: f.function.clone(),
                         direction: direction.to_owned(),
                     })
                     .inc_by(n);

@@ -3,8 +3,11 @@
 //!
 //! Two tables, written in one transaction per batch:
 //!
-//! - `usage_records`: `(start_unix_ms, request_id)` → the record as JSON. Kept for
-//!   [`UsageDb::RECORD_RETENTION_MS`] (pruned by the writer), for per-invocation queries.
+//! - `usage_batches`: `(latest start_unix_ms in the batch, batch sequence)` → the batch's
+//!   records as a JSON array. One row per batch, not per record: a B-tree insert per
+//!   invocation cost more than everything else metering does (BENCHMARKS.md, metering
+//!   overhead). Kept for [`UsageDb::RECORD_RETENTION_MS`] (pruned by the writer), for
+//!   per-invocation queries, which decode the batches in range.
 //! - `usage_hourly`: `(hour_ms, tenant, app, function)` → [`Counters`] as JSON. Kept for good:
 //!   reports read these, so a report over a year reads at most hours × functions rows instead
 //!   of every invocation.
@@ -20,7 +23,11 @@ use crate::error::MeteringError;
 use crate::record::UsageRecord;
 use crate::rollup::{Counters, HOUR_MS, Rollup};
 
-const RECORDS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("usage_records");
+const BATCHES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("usage_batches");
+
+/// How much earlier than the latest record of its batch a record may have started: the longest
+/// invocation (15 min) plus slack. Queries widen their scan by this much.
+const BATCH_SPAN_MS: u64 = 16 * 60 * 1000;
 const HOURLY: TableDefinition<(u64, &str, &str, &str), &[u8]> =
     TableDefinition::new("usage_hourly");
 
@@ -71,7 +78,7 @@ impl UsageDb {
     pub fn open(path: &Path) -> Result<Self, MeteringError> {
         let db = Database::create(path).map_err(|e| MeteringError::open(path, e))?;
         let txn = db.begin_write().map_err(MeteringError::store)?;
-        txn.open_table(RECORDS).map_err(MeteringError::store)?;
+        txn.open_table(BATCHES).map_err(MeteringError::store)?;
         txn.open_table(HOURLY).map_err(MeteringError::store)?;
         txn.commit().map_err(MeteringError::store)?;
         Ok(Self {
@@ -119,27 +126,45 @@ impl UsageDb {
         limit: usize,
     ) -> Result<Vec<UsageRecord>, MeteringError> {
         let txn = self.db.begin_read().map_err(MeteringError::store)?;
-        let table = txn.open_table(RECORDS).map_err(MeteringError::store)?;
+        let table = txn.open_table(BATCHES).map_err(MeteringError::store)?;
         let mut out = Vec::new();
+        // A batch is keyed by its latest start: every batch holding a record at or after
+        // `since` has a key at or after it, and none whose key is past `until` + the span can
+        // hold one before `until`.
         let range = table
-            .range((filter.since_ms, "")..)
+            .range((filter.since_ms, 0)..)
             .map_err(MeteringError::store)?;
+        let mut stop = filter.until_ms.saturating_add(BATCH_SPAN_MS);
+        let by_start = |a: &UsageRecord, b: &UsageRecord| {
+            (a.start_unix_ms, &a.request_id).cmp(&(b.start_unix_ms, &b.request_id))
+        };
         for entry in range {
-            if out.len() >= limit {
-                break;
-            }
             let (key, value) = entry.map_err(MeteringError::store)?;
-            if key.value().0 >= filter.until_ms {
+            if key.value().0 >= stop {
                 break;
             }
-            let record: UsageRecord =
-                serde_json::from_slice(value.value()).map_err(MeteringError::corrupt)?;
-            let wanted = filter.matches(&record.tenant, &record.app, &record.function)
-                && id.is_none_or(|id| record.invocation_id == id || record.request_id == id);
-            if wanted {
-                out.push(record);
+            if out.len() >= limit {
+                // The `limit` earliest so far are final once batches start a span past the
+                // last of them.
+                out.sort_by(by_start);
+                out.truncate(limit);
+                if let Some(last) = out.last() {
+                    stop = stop.min(last.start_unix_ms.saturating_add(BATCH_SPAN_MS));
+                }
+                if key.value().0 >= stop {
+                    break;
+                }
             }
+            let batch: Vec<UsageRecord> =
+                serde_json::from_slice(value.value()).map_err(MeteringError::corrupt)?;
+            out.extend(batch.into_iter().filter(|record| {
+                (filter.since_ms..filter.until_ms).contains(&record.start_unix_ms)
+                    && filter.matches(&record.tenant, &record.app, &record.function)
+                    && id.is_none_or(|id| record.invocation_id == id || record.request_id == id)
+            }));
         }
+        out.sort_by(by_start);
+        out.truncate(limit);
         Ok(out)
     }
 }
@@ -156,18 +181,24 @@ impl RecordStore for UsageDb {
                 .or_default()
                 .add(record);
         }
+        let Some(latest) = batch.iter().map(|r| r.start_unix_ms).max() else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec(batch).map_err(MeteringError::corrupt)?;
         let txn = self.db.begin_write().map_err(MeteringError::store)?;
         {
-            let mut records = txn.open_table(RECORDS).map_err(MeteringError::store)?;
-            for record in batch {
-                let json = serde_json::to_vec(record).map_err(MeteringError::corrupt)?;
-                records
-                    .insert(
-                        (record.start_unix_ms, record.request_id.as_str()),
-                        json.as_slice(),
-                    )
-                    .map_err(MeteringError::store)?;
-            }
+            let mut batches = txn.open_table(BATCHES).map_err(MeteringError::store)?;
+            // Several batches may share their latest start: number them after the last one.
+            let seq = batches
+                .range((latest, 0)..=(latest, u64::MAX))
+                .map_err(MeteringError::store)?
+                .next_back()
+                .transpose()
+                .map_err(MeteringError::store)?
+                .map_or(0, |(key, _)| key.value().1 + 1);
+            batches
+                .insert((latest, seq), json.as_slice())
+                .map_err(MeteringError::store)?;
             let mut table = txn.open_table(HOURLY).map_err(MeteringError::store)?;
             for (key, add) in hourly {
                 let mut counters = match table.get(key).map_err(MeteringError::store)? {
@@ -188,14 +219,17 @@ impl RecordStore for UsageDb {
     fn prune(&mut self, before_ms: u64) -> Result<u64, MeteringError> {
         let txn = self.db.begin_write().map_err(MeteringError::store)?;
         let removed = {
-            let mut records = txn.open_table(RECORDS).map_err(MeteringError::store)?;
-            let old = records
-                .extract_from_if((0u64, "")..(before_ms, ""), |_, _| true)
+            let mut batches = txn.open_table(BATCHES).map_err(MeteringError::store)?;
+            // Whole batches whose every record started before `before_ms`.
+            let old = batches
+                .extract_from_if((0u64, 0u64)..(before_ms, 0), |_, _| true)
                 .map_err(MeteringError::store)?;
             let mut n = 0;
             for entry in old {
-                entry.map_err(MeteringError::store)?;
-                n += 1;
+                let (_, value) = entry.map_err(MeteringError::store)?;
+                let batch: Vec<serde::de::IgnoredAny> =
+                    serde_json::from_slice(value.value()).map_err(MeteringError::corrupt)?;
+                n += batch.len() as u64;
             }
             n
         };
@@ -279,8 +313,9 @@ mod tests {
     fn pruning_drops_old_records_and_keeps_rollups() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = UsageDb::open(&dir.path().join("usage.redb")).unwrap();
-        db.append(&[record("a", "f", 1, "x"), record("a", "f", 5_000, "y")])
-            .unwrap();
+        // Pruning drops whole batches whose every record is older.
+        db.append(&[record("a", "f", 1, "x")]).unwrap();
+        db.append(&[record("a", "f", 5_000, "y")]).unwrap();
         assert_eq!(db.prune(2).unwrap(), 1);
         let all = Filter {
             until_ms: u64::MAX,
