@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! invocation ends ─► Meter::record ─try_send─► bounded channel (65,536) ─► writer thread
-//!                      (never waits; a full            every FLUSH_INTERVAL: drain → one
-//!                       channel counts as lost)        transaction (records + hourly rollups)
+//!                      (never waits; a full            wakes every FLUSH_INTERVAL, drains →
+//!                       channel counts as lost)        one transaction (records + rollups)
 //! ```
 //!
 //! **Durability window.** A record is durable once its batch commits: at most
@@ -17,7 +17,7 @@
 //! batch tries again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -166,22 +166,21 @@ impl<S: RecordStore> Writer<S> {
     fn run(mut self) {
         let mut batch = Vec::new();
         loop {
-            // Wait for a first record, then gather for one flush interval.
-            match self.rx.recv() {
-                Ok(record) => batch.push(record),
-                Err(_) => return,
-            }
-            let deadline = Instant::now() + FLUSH_INTERVAL;
-            let mut open = true;
-            while open {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match self.rx.recv_timeout(left) {
+            // Sleep, then take whatever arrived. The writer never blocks in `recv`: a sender
+            // finding a receiver waiting must wake it (a futex call and a context switch per
+            // record, measured at ~10% of the minimal component's throughput), while a send to
+            // a channel nobody waits on is only a few atomic operations.
+            std::thread::sleep(FLUSH_INTERVAL);
+            let open = loop {
+                match self.rx.try_recv() {
                     Ok(record) => batch.push(record),
-                    Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => open = false,
+                    Err(TryRecvError::Empty) => break true,
+                    Err(TryRecvError::Disconnected) => break false,
                 }
+            };
+            if !batch.is_empty() {
+                self.flush(&mut batch);
             }
-            self.flush(&mut batch);
             self.maybe_prune();
             if !open {
                 return;
