@@ -61,6 +61,30 @@ pub enum Command {
     Invocations(InvocationsArgs),
     /// Usage and cost: invocations, GB-seconds and dollars per app, function, hour or day.
     Usage(UsageArgs),
+    /// Functions' output and the platform's events about their invocations; `-f` follows.
+    Logs(LogsArgs),
+}
+
+/// `nimbus logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only this app, or `APP/FUNCTION` for one function.
+    pub target: Option<String>,
+    /// From: a duration back from now (`10m`, `1h`, `7d`) or ms since the epoch.
+    #[arg(long, default_value = "1h")]
+    pub since: String,
+    /// Only the lines of this invocation (or request) id.
+    #[arg(long)]
+    pub invocation: Option<String>,
+    /// Most stored lines shown (the newest).
+    #[arg(long, default_value_t = 200)]
+    pub limit: usize,
+    /// Keep running and print new lines as they are written.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// API access.
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 /// `nimbus usage`.

@@ -308,10 +308,12 @@ impl ApiClient {
 }
 
 mod invoke;
+mod logs;
 mod queue;
 mod usage;
 
 pub use invoke::AsyncOptions;
+pub use logs::LogQuery;
 pub use usage::UsageQuery;
 
 /// A secret as listed by the API.

@@ -36,6 +36,7 @@ async fn main() -> std::process::ExitCode {
         Command::Queue(args) => commands::queue::run(args, json).await,
         Command::Invocations(args) => commands::invocations::run(args, json).await,
         Command::Usage(args) => commands::usage::run(args, json).await,
+        Command::Logs(args) => commands::logs::run(args, json).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -17,6 +17,7 @@ use nimbus_control::usage_api::UsageService;
 use nimbus_control::{Platform, StateStore};
 use nimbus_engine::{Engine, EngineConfig, Services};
 use nimbus_gateway::{Gateway, GatewayConfig};
+use nimbus_logs::{LogDb, Logs, Retention};
 use nimbus_metering::{Meter, Metrics, PriceTable, UsageDb};
 use nimbus_scaling::KeepAlivePolicy;
 use nimbus_triggers::changes::{ChangeRouter, ObservedKv, ObservedObjects};
@@ -120,6 +121,7 @@ pub struct Running {
     pub pooling: bool,
     platform: Arc<Platform>,
     meter: Arc<Meter>,
+    logs: Option<Arc<Logs>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
 }
@@ -135,8 +137,11 @@ impl Running {
         for task in self.tasks {
             task.await.context("server task panicked")??;
         }
-        // Every invocation has ended: write their usage before returning.
+        // Every invocation has ended: write their usage and log lines before returning.
         self.meter.close();
+        if let Some(logs) = &self.logs {
+            logs.close();
+        }
         Ok(())
     }
 }
@@ -181,12 +186,20 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         true => Some(meter.clone()),
         false => None,
     };
+    let logs = match config.metering {
+        true => Some(Arc::new(Logs::start(
+            LogDb::open(&data.join("logs.redb"))?,
+            Retention::default(),
+        )?)),
+        false => None,
+    };
     let services = Services {
         kv: Some(kv.clone()),
         secrets: Some(secrets),
         objects: Some(object_store.clone()),
         queues: Some(queues.clone()),
         usage: sink,
+        logs: logs.clone().map(|l| -> Arc<dyn nimbus_logs::LogSink> { l }),
     };
     let engine = Engine::new(engine_config, services)?;
     let pooling = engine.pooling();
@@ -236,6 +249,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
             prices: config.prices.clone(),
         }),
         metrics,
+        logs: logs.clone(),
     });
     let tasks = vec![
         tokio::spawn(gateway.serve(gateway_listener, signal(watcher.clone()))),
@@ -259,6 +273,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         pooling,
         platform,
         meter,
+        logs,
         shutdown,
         tasks,
     })

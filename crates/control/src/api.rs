@@ -22,7 +22,7 @@ use crate::error::ControlError;
 use crate::platform::Platform;
 use crate::token::TokenCheck;
 use crate::types::{DeployRequest, ErrorBody, ErrorDetail, FunctionStatus, Info, RollbackRequest};
-use crate::{invoke_api, keys_api, kv_api, queue_api, secrets_api, usage_api};
+use crate::{invoke_api, keys_api, kv_api, logs_api, queue_api, secrets_api, usage_api};
 
 /// Shared state of the API handlers.
 pub struct ApiState {
@@ -40,6 +40,8 @@ pub struct ApiState {
     pub usage: Option<crate::usage_api::UsageService>,
     /// The metrics behind `/metrics` (`None`: none are collected).
     pub metrics: Option<Arc<nimbus_metering::Metrics>>,
+    /// The function logs behind `/v1/logs` (`None`: none are kept).
+    pub logs: Option<Arc<nimbus_logs::Logs>>,
 }
 
 type Shared = Arc<ApiState>;
@@ -93,6 +95,7 @@ pub fn router(state: Shared) -> Router {
             post(queue_api::redrive),
         )
         .route("/metrics", get(usage_api::metrics))
+        .route("/v1/logs", get(logs_api::get))
         .route("/v1/usage", get(usage_api::report))
         .route("/v1/usage/records", get(usage_api::records))
         .route("/v1/keys", get(keys_api::list).post(keys_api::create))

@@ -13,6 +13,7 @@
 //! - `invoke_api`: its asynchronous-invocation part.
 //! - `queue_api`: its `/v1/apps/{app}/queues` part (send, peek, stats, redrive).
 //! - `secrets_api`: its `/v1/apps/{app}/secrets` part (write-only values).
+//! - [`logs_api`]: its `/v1/logs` part (stored function logs, and following them live).
 //! - [`usage_api`]: its `/v1/usage` part (usage reports and records, from `nimbus-metering`).
 //! - [`types`]: wire and stored types, shared with the CLI.
 //! - [`error`]: errors with their HTTP status.
@@ -23,6 +24,7 @@ pub mod error;
 mod invoke_api;
 mod keys_api;
 mod kv_api;
+pub mod logs_api;
 pub mod platform;
 mod queue_api;
 mod secrets_api;

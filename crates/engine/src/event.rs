@@ -125,7 +125,11 @@ impl EventFunction {
     ) -> Result<Result<(), String>, InvokeError> {
         let meter = self.rt.meter(&invocation);
         meter.add_bytes_in(event.data.as_ref().map_or(0, |d| d.len() as u64));
+        let ids = invocation.clone();
         let result = self.run(event, invocation, &meter).await;
+        if let Err(err) = &result {
+            self.rt.log_failure(&ids, err);
+        }
         match &result {
             // A handler that reports a failure ran, but failed: it is billed as an error.
             Ok(Err(_)) => meter.set_outcome(Outcome::Error),

@@ -186,6 +186,7 @@ impl HttpFunction {
     {
         use http_body_util::BodyExt;
         let meter = self.rt.meter(&invocation);
+        let ids = invocation.clone();
         match self.run(req, invocation, &meter).await {
             Ok(response) if meter.is_on() => {
                 Ok(response.map(|body| MeteredBody::outbound(body, meter).boxed_unsync()))
@@ -193,6 +194,7 @@ impl HttpFunction {
             Ok(response) => Ok(response),
             Err(err) => {
                 meter.set_error(&err);
+                self.rt.log_failure(&ids, &err);
                 Err(err)
             }
         }

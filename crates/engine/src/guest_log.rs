@@ -2,7 +2,7 @@
 //!
 //! Each invocation gets its own [`GuestLog`]: lines written by the guest are emitted as
 //! `tracing` events on the `nimbus::guest` target, tagged with the request id, app, function and
-//! stream. A per-invocation byte budget, shared by stdout and stderr, stops a chatty or hostile
+//! stream, and handed to the platform's [`LogSink`] (the log store behind `nimbus logs`). A per-invocation byte budget, shared by stdout and stderr, stops a chatty or hostile
 //! guest from flooding the log: past it the rest is dropped and one note says how much.
 
 use std::io;
@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use nimbus_logs::{LINE_VERSION, LogLine, LogSink, Stream};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
@@ -17,20 +18,59 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 const MAX_LINE: usize = 8 * 1024;
 
 /// Identifies whose output a log line is.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LogTags {
-    /// The request (invocation) id.
+    /// The run's request id.
     pub request_id: Arc<str>,
+    /// The invocation it belongs to (stable across retries).
+    pub invocation_id: Arc<str>,
+    /// The tenant.
+    pub tenant: Arc<str>,
+    /// Where lines go besides the process log.
+    pub sink: Option<Arc<dyn LogSink>>,
     /// The app name.
     pub app: Arc<str>,
     /// The function name.
     pub function: Arc<str>,
 }
 
+impl std::fmt::Debug for LogTags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogTags")
+            .field("request_id", &self.request_id)
+            .field("app", &self.app)
+            .field("function", &self.function)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogTags {
+    /// Hands one line to the sink, if there is one.
+    pub fn send(&self, stream: Stream, message: &str) {
+        let Some(sink) = &self.sink else {
+            return;
+        };
+        sink.log(LogLine {
+            v: LINE_VERSION,
+            ts_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            tenant: self.tenant.to_string(),
+            app: self.app.to_string(),
+            function: self.function.to_string(),
+            invocation_id: self.invocation_id.to_string(),
+            request_id: self.request_id.to_string(),
+            stream,
+            message: message.to_owned(),
+        });
+    }
+}
+
 #[derive(Debug)]
 struct Budget {
     remaining: usize,
     dropped: usize,
+    tags: LogTags,
 }
 
 /// The output streams of one invocation.
@@ -44,11 +84,12 @@ impl GuestLog {
     /// A log for one invocation keeping at most `limit` bytes.
     pub fn new(tags: LogTags, limit: usize) -> Self {
         Self {
-            tags,
             budget: Arc::new(Mutex::new(Budget {
                 remaining: limit,
                 dropped: 0,
+                tags: tags.clone(),
             })),
+            tags,
         }
     }
 
@@ -56,7 +97,7 @@ impl GuestLog {
     pub fn stdout(&self) -> GuestStream {
         GuestStream {
             log: self.clone(),
-            stream: "stdout",
+            stream: Stream::Stdout,
         }
     }
 
@@ -64,11 +105,11 @@ impl GuestLog {
     pub fn stderr(&self) -> GuestStream {
         GuestStream {
             log: self.clone(),
-            stream: "stderr",
+            stream: Stream::Stderr,
         }
     }
 
-    fn emit(&self, stream: &'static str, line: &[u8]) {
+    fn emit(&self, stream: Stream, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\n', '\r']);
         tracing::info!(
@@ -76,9 +117,10 @@ impl GuestLog {
             request_id = %self.tags.request_id,
             app = %self.tags.app,
             function = %self.tags.function,
-            stream,
+            stream = stream.as_str(),
             "{text}"
         );
+        self.tags.send(stream, text);
     }
 
     /// Takes up to `want` bytes from the budget; returns how many may be kept.
@@ -103,8 +145,16 @@ impl Drop for Budget {
         if self.dropped > 0 {
             tracing::warn!(
                 target: "nimbus::guest",
+                request_id = %self.tags.request_id,
                 dropped_bytes = self.dropped,
                 "guest output over the per-invocation log limit was dropped"
+            );
+            self.tags.send(
+                Stream::Platform,
+                &format!(
+                    "{} bytes of output over the per-invocation log limit were dropped",
+                    self.dropped
+                ),
             );
         }
     }
@@ -114,7 +164,7 @@ impl Drop for Budget {
 #[derive(Debug, Clone)]
 pub struct GuestStream {
     log: GuestLog,
-    stream: &'static str,
+    stream: Stream,
 }
 
 impl IsTerminal for GuestStream {
@@ -136,7 +186,7 @@ impl StdoutStream for GuestStream {
 /// Splits written bytes into lines and emits each.
 struct LineWriter {
     log: GuestLog,
-    stream: &'static str,
+    stream: Stream,
     pending: Vec<u8>,
 }
 
@@ -202,6 +252,9 @@ mod tests {
     fn tags() -> LogTags {
         LogTags {
             request_id: "r1".into(),
+            invocation_id: "i1".into(),
+            tenant: "default".into(),
+            sink: None,
             app: "a".into(),
             function: "f".into(),
         }

@@ -96,6 +96,22 @@ impl FunctionRuntime {
         self.share.admit()
     }
 
+    /// Puts a platform event about an invocation (why it failed) into the function's log.
+    pub(crate) fn log_failure(&self, invocation: &Invocation, err: &InvokeError) {
+        if self.engine.services().logs.is_none() {
+            return;
+        }
+        let tags = LogTags {
+            request_id: invocation.request_id.clone(),
+            invocation_id: invocation.invocation_id.clone(),
+            tenant: self.spec.tenant.as_str().into(),
+            sink: self.engine.services().logs.clone(),
+            app: self.app.clone(),
+            function: self.name.clone(),
+        };
+        tags.send(nimbus_logs::Stream::Platform, &err.to_string());
+    }
+
     /// Starts metering one invocation (a no-op without a usage sink).
     pub(crate) fn meter(&self, invocation: &Invocation) -> UsageMeter {
         UsageMeter::start(
@@ -113,6 +129,9 @@ impl FunctionRuntime {
         let log = GuestLog::new(
             LogTags {
                 request_id: invocation.request_id.clone(),
+                invocation_id: invocation.invocation_id.clone(),
+                tenant: self.spec.tenant.as_str().into(),
+                sink: self.engine.services().logs.clone(),
                 app: self.app.clone(),
                 function: self.name.clone(),
             },

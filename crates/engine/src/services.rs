@@ -21,6 +21,9 @@ pub struct Services {
     pub queues: Option<Arc<dyn nimbus_queue::QueueBackend>>,
     /// Where every invocation's usage record goes; `None`: nothing is metered.
     pub usage: Option<Arc<dyn nimbus_metering::UsageSink>>,
+    /// Where guests' stdout/stderr lines and platform events about invocations go (besides
+    /// the process log); `None`: only the process log.
+    pub logs: Option<Arc<dyn nimbus_logs::LogSink>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -31,6 +34,7 @@ impl std::fmt::Debug for Services {
             .field("objects", &self.objects.as_ref().map(|_| "…"))
             .field("queues", &self.queues.as_ref().map(|_| "…"))
             .field("usage", &self.usage.as_ref().map(|_| "…"))
+            .field("logs", &self.logs.as_ref().map(|_| "…"))
             .finish()
     }
 }

@@ -9,6 +9,7 @@ pub mod invocations;
 pub mod invoke;
 pub mod keys;
 pub mod kv;
+pub mod logs;
 pub mod new;
 pub mod queue;
 pub mod rollback;

@@ -23,6 +23,7 @@ mod hostile;
 mod invoke_async;
 mod isolation;
 mod kv;
+mod logs;
 mod objects;
 mod queues;
 mod scaling;
