@@ -4,9 +4,11 @@ invocation (the default) and one started with --no-metering, driven in alternati
 same wrk load in one run (these machines are noisy; alternating spreads the noise over both).
 Usage (from the repository root):
 
-    python3 bench/metering_bench.py [--duration 10] [--rounds 3] [--connections 16] [--only c,js]
+    python3 bench/metering_bench.py [--duration 10] [--rounds 3] [--connections 16] [--only c,js,log]
 
-Reports each round and the median requests/s of each side; target: metering costs <= 3%.
+`log` is the C `env` guest, which writes a line to stdout and one to stderr per request, so
+the log store is exercised too (--no-metering turns off usage records, metrics and the log
+store). Reports each round and the median requests/s of each side; target: <= 3%.
 Also checks that the metered side recorded every request it served. Builds Nimbus (release)
 and the guests first. Needs wrk (Debian).
 """
@@ -18,7 +20,9 @@ import subprocess
 import time
 import urllib.request
 
-from serve_bench import NIMBUS, Nimbus, build, machine, wrk
+import os
+
+from serve_bench import NIMBUS, ROOT, Nimbus, build, machine, run, wrk
 
 
 def usage_total(nimbus):
@@ -35,9 +39,14 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--only", default="c,js")
+    ap.add_argument("--only", default="c,js,log")
     args = ap.parse_args()
-    guests = build(args.only.split(","))
+    only = args.only.split(",")
+    guests = build([g for g in only if g != "log"])
+    if "log" in only:
+        path = os.path.join(ROOT, "target", "bench-guests", "env-c.wasm")
+        run(["bash", "guests/c/build.sh", "env", path], cwd=ROOT)
+        guests["log"] = (path, "/hello", "C env (2 log lines per request)")
     print(f"\nmachine: {machine()}")
     print(f"load: wrk -t1 -c{args.connections} -d{args.duration}s per round, {args.rounds} rounds "
           "per side, alternating\n")

@@ -302,6 +302,20 @@ async fn prometheus_metrics_count_known_traffic() {
     let refused = nimbus.http.get(&url).send().await.unwrap();
     assert_eq!(refused.status(), 401);
     let deadline = Instant::now() + Duration::from_secs(20);
+    let expected = [
+        r#"nimbus_invocations_total{app="shop",function="api",trigger="http",outcome="ok"} 5"#,
+        r#"nimbus_cold_starts_total{app="shop",function="api"} 1"#,
+        r#"nimbus_invocation_duration_seconds_count{app="shop",function="api"} 5"#,
+        r#"nimbus_function_body_bytes_total{app="shop",function="api",direction="out"} 90"#,
+        r#"nimbus_kv_operations_total{op="set"} 2"#,
+        r#"nimbus_kv_operations_total{op="get"} 1"#,
+        r#"nimbus_queue_messages{app="shop",queue="jobs",state="ready"} 3"#,
+        r#"nimbus_instances_in_flight{app="shop",function="api"} 0"#,
+        r#"nimbus_function_resident{app="shop",function="api"} 1"#,
+        "nimbus_usage_records_lost_total 0",
+    ];
+    // Series fed by the meter's writer land batch by batch (and a scrape can fall between two
+    // series of one batch): poll until every expected line is there.
     let text = loop {
         let resp = nimbus
             .http
@@ -318,30 +332,22 @@ async fn prometheus_metrics_count_known_traffic() {
                 .starts_with("application/openmetrics-text")
         );
         let text = resp.text().await.unwrap();
-        let ok =
-            r#"nimbus_invocations_total{app="shop",function="api",trigger="http",outcome="ok"} 5"#;
-        if text.lines().any(|l| l == ok) {
+        let missing: Vec<&str> = expected
+            .iter()
+            .copied()
+            .filter(|line| !text.lines().any(|l| l == *line))
+            .collect();
+        if missing.is_empty() {
             break text;
         }
         assert!(
             Instant::now() < deadline,
-            "five invocations never showed:\n{text}"
+            "never showed {missing:?}:\n{text}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    for line in [
-        r#"nimbus_cold_starts_total{app="shop",function="api"} 1"#,
-        r#"nimbus_invocation_duration_seconds_count{app="shop",function="api"} 5"#,
-        r#"nimbus_function_body_bytes_total{app="shop",function="api",direction="out"} 90"#,
-        r#"nimbus_kv_operations_total{op="set"} 2"#,
-        r#"nimbus_kv_operations_total{op="get"} 1"#,
-        r#"nimbus_queue_messages{app="shop",queue="jobs",state="ready"} 3"#,
-        r#"nimbus_instances_in_flight{app="shop",function="api"} 0"#,
-        r#"nimbus_function_resident{app="shop",function="api"} 1"#,
-        "nimbus_usage_records_lost_total 0",
-    ] {
-        assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
-    }
+    // The bill is written right after the metrics are counted: wait for it to hold all five.
+    settled(&nimbus, 5, 0).await;
     // The GB-seconds series agrees with the bill.
     let usage = nimbus.api.usage(&UsageQuery::default()).await.unwrap();
     let gb_s: f64 = text
