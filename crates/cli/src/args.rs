@@ -163,8 +163,8 @@ pub struct UpArgs {
     /// --max-instances].
     #[arg(long, env = "NIMBUS_MAX_INSTANCES_PER_APP", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_instances_per_app: Option<u32>,
-    /// Do not meter invocations (no usage records, `nimbus usage` unavailable): for measuring
-    /// the metering's own cost.
+    /// Do not meter invocations, collect metrics or keep function logs (`nimbus usage`,
+    /// `/metrics` and `nimbus logs` are unavailable): for measuring their own cost.
     #[arg(long)]
     pub no_metering: bool,
     /// Key-value backend: `embedded` (durable, in the data dir), `redis://HOST:PORT` or

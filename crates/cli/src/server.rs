@@ -47,8 +47,8 @@ pub struct ServerConfig {
     pub engine: EngineTuning,
     /// What usage costs (the config file's `[prices]`; default: Lambda's x86 prices).
     pub prices: PriceTable,
-    /// Meter invocations and collect metrics (`--no-metering` turns both off, for measuring
-    /// their cost).
+    /// Meter invocations, collect metrics and keep function logs (`--no-metering` turns all
+    /// three off, for measuring their cost).
     pub metering: bool,
     /// Where the key-value stores live.
     pub kv: KvSetting,
