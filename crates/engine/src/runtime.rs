@@ -31,8 +31,6 @@ pub(crate) struct FunctionRuntime {
     queue: crate::queue::QueueCtx,
     config: Arc<WasiConfigVariables>,
     secrets: Arc<[String]>,
-    app: Arc<str>,
-    name: Arc<str>,
     share: crate::fair::AppShare,
     names: RecordNames,
 }
@@ -64,8 +62,6 @@ impl FunctionRuntime {
             ),
             config: Arc::new(spec.config.clone().into_iter().collect()),
             secrets: spec.secrets.clone().into(),
-            app: spec.app.as_str().into(),
-            name: spec.function.as_str().into(),
             share: engine.fair_share().app(&spec.tenant, &spec.app),
             names: RecordNames::new(&spec),
             engine,
@@ -101,15 +97,20 @@ impl FunctionRuntime {
         if self.engine.services().logs.is_none() {
             return;
         }
-        let tags = LogTags {
+        self.log_tags(invocation)
+            .send(nimbus_logs::Stream::Platform, &err.to_string());
+    }
+
+    /// Whose lines an invocation's log lines are (names shared with its usage record).
+    fn log_tags(&self, invocation: &Invocation) -> LogTags {
+        LogTags {
             request_id: invocation.request_id.clone(),
             invocation_id: invocation.invocation_id.clone(),
-            tenant: self.spec.tenant.as_str().into(),
+            tenant: self.names.tenant.clone(),
             sink: self.engine.services().logs.clone(),
-            app: self.app.clone(),
-            function: self.name.clone(),
-        };
-        tags.send(nimbus_logs::Stream::Platform, &err.to_string());
+            app: self.names.app.clone(),
+            function: self.names.function.clone(),
+        }
     }
 
     /// Starts metering one invocation (a no-op without a usage sink).
@@ -126,17 +127,7 @@ impl FunctionRuntime {
     pub(crate) fn new_store(&self, invocation: &Invocation) -> Store<HostState> {
         let config = self.engine.config();
         let limits = self.spec.limits;
-        let log = GuestLog::new(
-            LogTags {
-                request_id: invocation.request_id.clone(),
-                invocation_id: invocation.invocation_id.clone(),
-                tenant: self.spec.tenant.as_str().into(),
-                sink: self.engine.services().logs.clone(),
-                app: self.app.clone(),
-                function: self.name.clone(),
-            },
-            config.guest_log_limit,
-        );
+        let log = GuestLog::new(self.log_tags(invocation), config.guest_log_limit);
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&self.env)
             .stdout(log.stdout())

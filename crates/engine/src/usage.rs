@@ -49,13 +49,13 @@ struct Pending {
     cold_start: std::sync::atomic::AtomicBool,
 }
 
-/// The names of a function as every record of it carries them (cloned per invocation as
+/// The names of a function as every record and log line of it carries them (cloned per invocation as
 /// reference counts, not strings).
 #[derive(Clone)]
 pub(crate) struct RecordNames {
-    tenant: Arc<str>,
-    app: Arc<str>,
-    function: Arc<str>,
+    pub(crate) tenant: Arc<str>,
+    pub(crate) app: Arc<str>,
+    pub(crate) function: Arc<str>,
 }
 
 impl RecordNames {

@@ -16,3 +16,14 @@ pub mod rollback;
 pub mod secret;
 pub mod up;
 pub mod usage;
+
+/// `APP` or `APP/FUNCTION` (as `nimbus usage` and `nimbus logs` take it) as (app, function).
+pub(crate) fn split_target(target: Option<&str>) -> (Option<&str>, Option<&str>) {
+    match target {
+        None => (None, None),
+        Some(target) => match target.split_once('/') {
+            Some((app, function)) => (Some(app), Some(function)),
+            None => (Some(target), None),
+        },
+    }
+}

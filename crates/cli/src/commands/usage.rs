@@ -11,13 +11,7 @@ use crate::output;
 /// `nimbus usage`.
 pub async fn run(args: UsageArgs, json: bool) -> anyhow::Result<()> {
     let client = ApiClient::from_args(&args.api)?;
-    let (app, function) = match args.target.as_deref() {
-        None => (None, None),
-        Some(target) => match target.split_once('/') {
-            Some((app, function)) => (Some(app), Some(function)),
-            None => (Some(target), None),
-        },
-    };
+    let (app, function) = super::split_target(args.target.as_deref());
     let by: GroupBy = args.by.parse().map_err(|e: String| anyhow::anyhow!(e))?;
     let query = UsageQuery {
         since: Some(&args.since),
