@@ -180,6 +180,18 @@ pub struct UpArgs {
     /// data dir alone decrypts nothing.
     #[arg(long, env = "NIMBUS_SECRETS_KEY_FILE")]
     pub secrets_key_file: Option<PathBuf>,
+    /// Export OpenTelemetry traces (gateway, invocations, outbound HTTP, key-value, objects,
+    /// queues) over OTLP/HTTP to this collector: a base URL such as `http://localhost:4318`
+    /// (`/v1/traces` is added) or the full traces URL [default: tracing off].
+    #[arg(long, env = "NIMBUS_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// A header sent with every trace export, `NAME=VALUE` (an API key, say; repeatable).
+    #[arg(long = "otlp-header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub otlp_headers: Vec<(String, String)>,
+    /// Share of the traces that start here to record, 0.0 to 1.0 (a caller's `traceparent`
+    /// sampling decision is always followed) [default: 1.0].
+    #[arg(long, env = "NIMBUS_TRACE_SAMPLE_RATIO", value_name = "RATIO")]
+    pub trace_sample_ratio: Option<f64>,
     /// After starting, build and deploy the app in this directory (repeatable).
     #[arg(long = "deploy", value_name = "DIR")]
     pub deploy: Vec<PathBuf>,
@@ -488,4 +500,14 @@ pub enum QueueCommand {
         #[arg(long)]
         limit: Option<usize>,
     },
+}
+
+/// `NAME=VALUE` of `--otlp-header`.
+fn parse_header(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!("{raw:?} is not NAME=VALUE")),
+    }
 }

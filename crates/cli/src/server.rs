@@ -20,6 +20,7 @@ use nimbus_gateway::{Gateway, GatewayConfig};
 use nimbus_logs::{LogDb, Logs, Retention};
 use nimbus_metering::{Meter, Metrics, PriceTable, UsageDb};
 use nimbus_scaling::KeepAlivePolicy;
+use nimbus_trace::{OtlpConfig, Tracer};
 use nimbus_triggers::changes::{ChangeRouter, ObservedKv, ObservedObjects};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -56,6 +57,8 @@ pub struct ServerConfig {
     pub secrets_key_file: Option<PathBuf>,
     /// Where the queues live.
     pub queues: QueueSetting,
+    /// Where traces are exported (`--otlp-endpoint`); `None`: tracing is off.
+    pub tracing: Option<OtlpConfig>,
 }
 
 /// Engine settings an operator (or a test) may change; `None` keeps the engine's default
@@ -122,6 +125,7 @@ pub struct Running {
     platform: Arc<Platform>,
     meter: Arc<Meter>,
     logs: Option<Arc<Logs>>,
+    tracer: Tracer,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
 }
@@ -141,6 +145,9 @@ impl Running {
         self.meter.close();
         if let Some(logs) = &self.logs {
             logs.close();
+        }
+        if let Err(e) = self.tracer.shutdown().await {
+            tracing::warn!(error = %e, "traces of the last requests were not exported");
         }
         Ok(())
     }
@@ -171,10 +178,19 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     // changes to the object and key-value triggers.
     let router = Arc::new(ChangeRouter::new(queues.clone()));
     let metrics = config.metering.then(|| Arc::new(Metrics::new()));
-    let kv: Arc<dyn nimbus_kv::KvBackend> =
-        Arc::new(ObservedKv::new(raw_kv.clone(), router.clone()).with_metrics(metrics.clone()));
+    let tracer = match &config.tracing {
+        Some(otlp) => Tracer::otlp(otlp)?,
+        None => Tracer::off(),
+    };
+    let kv: Arc<dyn nimbus_kv::KvBackend> = Arc::new(
+        ObservedKv::new(raw_kv.clone(), router.clone())
+            .with_metrics(metrics.clone())
+            .with_tracer(tracer.clone()),
+    );
     let object_store: Arc<dyn nimbus_objstore::ObjectStore> = Arc::new(
-        ObservedObjects::new(objects.store.clone(), router.clone()).with_metrics(metrics.clone()),
+        ObservedObjects::new(objects.store.clone(), router.clone())
+            .with_metrics(metrics.clone())
+            .with_tracer(tracer.clone()),
     );
     let usage_db = UsageDb::open(&data.join("usage.redb"))?;
     let meter = Arc::new(Meter::start(
@@ -200,11 +216,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         queues: Some(queues.clone()),
         usage: sink,
         logs: logs.clone().map(|l| -> Arc<dyn nimbus_logs::LogSink> { l }),
+        tracer: tracer.clone(),
     };
     let engine = Engine::new(engine_config, services)?;
     let pooling = engine.pooling();
     tracing::info!(pooling, "engine ready");
-    let gateway = Arc::new(Gateway::new(config.gateway.clone()));
+    let gateway = Arc::new(Gateway::new(GatewayConfig {
+        tracer: tracer.clone(),
+        ..config.gateway.clone()
+    }));
 
     let gateway_listener = TcpListener::bind(config.listen)
         .await
@@ -274,6 +294,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         platform,
         meter,
         logs,
+        tracer,
         shutdown,
         tasks,
     })

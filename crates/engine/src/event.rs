@@ -125,10 +125,15 @@ impl EventFunction {
     ) -> Result<Result<(), String>, InvokeError> {
         let meter = self.rt.meter(&invocation);
         meter.add_bytes_in(event.data.as_ref().map_or(0, |d| d.len() as u64));
+        let mut span = self.rt.span(&invocation);
         let ids = invocation.clone();
-        let result = self.run(event, invocation, &meter).await;
+        let result = nimbus_trace::in_scope(&span, self.run(event, invocation, &meter)).await;
         if let Err(err) = &result {
             self.rt.log_failure(&ids, err);
+        }
+        match &result {
+            Ok(Err(message)) => span.set_error(message.clone()),
+            other => span.record_result(other),
         }
         match &result {
             // A handler that reports a failure ran, but failed: it is billed as an error.

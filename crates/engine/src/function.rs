@@ -17,6 +17,7 @@ use crate::host::HostState;
 use crate::residency::Resident;
 use crate::runtime::{FunctionRuntime, classify};
 use crate::usage::{MeteredBody, UsageMeter};
+use nimbus_trace::{KeyValue, Span};
 
 /// The body type of responses produced by functions.
 pub type ResponseBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -62,6 +63,9 @@ pub struct Invocation {
     pub invocation_id: Arc<str>,
     /// What started it (recorded in its usage record).
     pub trigger: TriggerKind,
+    /// The span the invocation's span hangs under (the gateway's, a queue message's
+    /// sender's); empty: it starts a trace.
+    pub parent: nimbus_trace::Parent,
 }
 
 impl Invocation {
@@ -71,7 +75,14 @@ impl Invocation {
             invocation_id: request_id.clone(),
             request_id,
             trigger,
+            parent: nimbus_trace::Parent::default(),
         }
+    }
+
+    /// The same run, traced under `parent`.
+    pub fn with_parent(mut self, parent: nimbus_trace::Parent) -> Self {
+        self.parent = parent;
+        self
     }
 
     /// The same run, as part of invocation `id` (a retried event, an async invocation).
@@ -175,9 +186,12 @@ impl HttpFunction {
     /// head; the body streams on while the guest keeps running, still under the function's
     /// timeout. Dropping the returned future before then stops the guest. The invocation's
     /// usage record is made once the guest is done and the response body was sent or dropped.
+    ///
+    /// With tracing on, the invocation's span (under `invocation.parent`) lasts until the guest
+    /// is done, and the guest sees it as the request's `traceparent`.
     pub async fn handle<B>(
         &self,
-        req: hyper::Request<B>,
+        mut req: hyper::Request<B>,
         invocation: Invocation,
     ) -> Result<hyper::Response<ResponseBody>, InvokeError>
     where
@@ -186,14 +200,21 @@ impl HttpFunction {
     {
         use http_body_util::BodyExt;
         let meter = self.rt.meter(&invocation);
+        let span = self.rt.span(&invocation);
+        span.parent().inject(req.headers_mut());
+        let mut span = Some(span);
         let ids = invocation.clone();
-        match self.run(req, invocation, &meter).await {
+        match self.run(req, invocation, &meter, &mut span).await {
             Ok(response) if meter.is_on() => {
                 Ok(response.map(|body| MeteredBody::outbound(body, meter).boxed_unsync()))
             }
             Ok(response) => Ok(response),
             Err(err) => {
                 meter.set_error(&err);
+                if let Some(span) = span.as_mut() {
+                    // Failed before the guest's task took the span over.
+                    span.set_error(err.to_string());
+                }
                 self.rt.log_failure(&ids, &err);
                 Err(err)
             }
@@ -211,6 +232,7 @@ impl HttpFunction {
         req: hyper::Request<B>,
         invocation: Invocation,
         meter: &UsageMeter,
+        span: &mut Option<Span>,
     ) -> Result<hyper::Response<ResponseBody>, InvokeError>
     where
         B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -227,6 +249,8 @@ impl HttpFunction {
         if cold {
             meter.set_cold_start();
         }
+        let mut span = span.take().unwrap_or_else(Span::none);
+        span.set_attribute(KeyValue::new("faas.coldstart", cold));
         let mut store = self.rt.new_store(&invocation);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = req.map(|body| MeteredBody::inbound(body, meter.clone()));
@@ -257,12 +281,14 @@ impl HttpFunction {
                     .await
                     .map_err(|e| classify(&e, store.data().cpu, limits))
             };
-            let result = match tokio::time::timeout_at(deadline, task_meter.timed(run)).await {
+            let run = nimbus_trace::in_scope(&span, task_meter.timed(run));
+            let result = match tokio::time::timeout_at(deadline, run).await {
                 Ok(result) => result,
                 Err(_) => Err(InvokeError::Timeout(limits.timeout_ms)),
             };
             task_meter.set_peak_memory(store.data().limits.memory_bytes as u64);
             task_meter.set_result(&result);
+            span.record_result(&result);
             result
         });
         let mut guard = AbortOnDrop(Some(task.abort_handle()));

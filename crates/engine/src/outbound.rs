@@ -14,6 +14,8 @@
 use std::sync::Arc;
 
 use nimbus_manifest::OutboundHost;
+use nimbus_trace::span::TRACEPARENT;
+use nimbus_trace::{KeyValue, Span, SpanKind, Tracer};
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -35,17 +37,25 @@ pub struct OutboundPolicy {
     remaining: u32,
     limit_logged: bool,
     connections: Arc<Semaphore>,
+    tracer: Tracer,
 }
 
 impl OutboundPolicy {
-    /// A policy allowing exactly `allowed` within `limits`, logging under `request_id`.
-    pub fn new(allowed: Arc<[OutboundHost]>, limits: OutboundLimits, request_id: Arc<str>) -> Self {
+    /// A policy allowing exactly `allowed` within `limits`, logging under `request_id` and
+    /// tracing each request that goes out with `tracer`.
+    pub fn new(
+        allowed: Arc<[OutboundHost]>,
+        limits: OutboundLimits,
+        request_id: Arc<str>,
+        tracer: Tracer,
+    ) -> Self {
         Self {
             allowed,
             request_id,
             remaining: limits.max_requests,
             limit_logged: false,
             connections: Arc::new(Semaphore::new(limits.max_connections.max(1) as usize)),
+            tracer,
         }
     }
 
@@ -82,7 +92,7 @@ type SendFuture = Box<
 impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
@@ -109,6 +119,12 @@ impl WasiHttpHooks for OutboundPolicy {
         };
         self.remaining = remaining;
         let connections = self.connections.clone();
+        let mut span = client_span(&self.tracer, &request);
+        // The callee continues the trace under this request's span, unless the guest set its
+        // own `traceparent` (it runs a tracer of its own).
+        if !request.headers().contains_key(TRACEPARENT) {
+            span.parent().inject(request.headers_mut());
+        }
         Box::new(async move {
             use http_body_util::BodyExt;
             // Held until the connection's I/O future ends (the response body was read or
@@ -117,10 +133,27 @@ impl WasiHttpHooks for OutboundPolicy {
                 .acquire_owned()
                 .await
                 .map_err(|_| HttpError::InternalError(Some("connection limiter closed".into())))?;
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let sent = wasmtime_wasi_http::default_send_request(request, options).await;
+            let (res, io) = match sent {
+                Ok(sent) => sent,
+                Err(e) => {
+                    span.set_error(format!("{e:?}"));
+                    return Err(e);
+                }
+            };
+            let status = res.status().as_u16();
+            span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+            if status >= 500 {
+                span.set_error(format!("status {status}"));
+            }
+            // The span, like the permit, lasts until the response body was read or dropped.
             let io = async move {
                 let result = io.await;
                 drop(permit);
+                drop(span);
                 result
             };
             Ok((
@@ -129,6 +162,34 @@ impl WasiHttpHooks for OutboundPolicy {
             ))
         })
     }
+}
+
+/// The client span of one outbound request (OpenTelemetry's HTTP client conventions), under
+/// the invocation's span.
+fn client_span(tracer: &Tracer, request: &http::Request<WasiBody>) -> Span {
+    if !tracer.is_on() {
+        return Span::none();
+    }
+    let uri = request.uri();
+    let method = request.method().as_str().to_owned();
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", method.clone()),
+        KeyValue::new("server.address", uri.host().unwrap_or_default().to_owned()),
+        // The query is left out: it often carries tokens.
+        KeyValue::new(
+            "url.full",
+            format!(
+                "{}://{}{}",
+                uri.scheme_str().unwrap_or("https"),
+                uri.authority().map_or("", |a| a.as_str()),
+                uri.path()
+            ),
+        ),
+    ];
+    if let Some(port) = uri.port_u16() {
+        attributes.push(KeyValue::new("server.port", i64::from(port)));
+    }
+    nimbus_trace::current_child(tracer, method, SpanKind::Client, attributes)
 }
 
 #[cfg(test)]
@@ -144,7 +205,7 @@ mod tests {
             max_requests: 10,
             max_connections: 2,
         };
-        OutboundPolicy::new(allowed.into(), limits, "r".into())
+        OutboundPolicy::new(allowed.into(), limits, "r".into(), Tracer::off())
     }
 
     #[test]

@@ -13,6 +13,11 @@ use nimbus_queue::{MAX_DELAY, NewMessage, QueueBackend, QueueError, QueueId};
 use wasmtime::component::{HasData, Linker};
 
 use crate::host::HostState;
+use nimbus_trace::{KeyValue, SpanKind};
+
+/// The message attribute carrying the sender's span: `ce-` makes it the `traceparent`
+/// extension of the CloudEvent the consumer receives.
+pub const TRACEPARENT_ATTRIBUTE: &str = "ce-traceparent";
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -32,6 +37,7 @@ pub struct QueueCtx {
     tenant: Arc<str>,
     app: Arc<str>,
     allowed: Arc<[Queue]>,
+    tracer: nimbus_trace::Tracer,
 }
 
 impl QueueCtx {
@@ -42,12 +48,14 @@ impl QueueCtx {
         tenant: Arc<str>,
         app: Arc<str>,
         allowed: Arc<[Queue]>,
+        tracer: nimbus_trace::Tracer,
     ) -> Self {
         Self {
             backend,
             tenant,
             app,
             allowed,
+            tracer,
         }
     }
 }
@@ -89,10 +97,25 @@ impl sender::Host for &QueueCtx {
         if delay > MAX_DELAY {
             return Ok(Err(sender::Error::InvalidDelay));
         }
-        let attributes = message
+        let mut attributes = message
             .content_type
             .map(|ct| vec![("content-type".to_owned(), ct)])
             .unwrap_or_default();
+        let mut span = nimbus_trace::current_child(
+            &self.tracer,
+            format!("send {queue}"),
+            SpanKind::Producer,
+            vec![
+                KeyValue::new("messaging.system", "nimbus"),
+                KeyValue::new("messaging.operation.type", "send"),
+                KeyValue::new("messaging.destination.name", queue.clone()),
+            ],
+        );
+        // The consumer's invocation continues this trace (the attribute is CloudEvents'
+        // distributed-tracing extension on the delivered event).
+        if let Some(traceparent) = span.parent().traceparent() {
+            attributes.push((TRACEPARENT_ATTRIBUTE.to_owned(), traceparent));
+        }
         let sent = backend
             .send(
                 &QueueId::new(&self.tenant, &self.app, &queue),
@@ -104,6 +127,10 @@ impl sender::Host for &QueueCtx {
                 },
             )
             .await;
+        match &sent {
+            Ok(id) => span.set_attribute(KeyValue::new("messaging.message.id", id.clone())),
+            Err(e) => span.set_error(e.to_string()),
+        }
         Ok(match sent {
             Ok(id) => Ok(id),
             Err(QueueError::Full { .. }) => Err(sender::Error::Full),

@@ -19,6 +19,8 @@ use crate::host::{CpuMeter, HostState};
 use crate::keyvalue::KvCtx;
 use crate::outbound::{OutboundLimits, OutboundPolicy};
 use crate::usage::{Limiter, RecordNames, UsageMeter};
+use nimbus_metering::TriggerKind;
+use nimbus_trace::{KeyValue, Span, SpanKind};
 
 /// A function version's spec with its capabilities resolved once, at prepare time.
 pub(crate) struct FunctionRuntime {
@@ -59,6 +61,7 @@ impl FunctionRuntime {
                 spec.tenant.as_str().into(),
                 spec.app.as_str().into(),
                 spec.queues.clone().into(),
+                engine.services().tracer.clone(),
             ),
             config: Arc::new(spec.config.clone().into_iter().collect()),
             secrets: spec.secrets.clone().into(),
@@ -113,6 +116,46 @@ impl FunctionRuntime {
         }
     }
 
+    /// The span of one invocation (a no-op when tracing is off). It hangs under the
+    /// invocation's parent and is named and tagged as OpenTelemetry's FaaS conventions ask.
+    pub(crate) fn span(&self, invocation: &Invocation) -> Span {
+        let tracer = &self.engine.services().tracer;
+        if !tracer.is_on() {
+            return Span::none();
+        }
+        let names = &self.names;
+        let kind = match invocation.trigger {
+            TriggerKind::Http => SpanKind::Server,
+            TriggerKind::Queue | TriggerKind::Object | TriggerKind::Kv => SpanKind::Consumer,
+            TriggerKind::Cron | TriggerKind::Async => SpanKind::Server,
+        };
+        let trigger = match invocation.trigger {
+            TriggerKind::Http => "http",
+            TriggerKind::Queue => "pubsub",
+            TriggerKind::Object | TriggerKind::Kv => "datasource",
+            TriggerKind::Cron => "timer",
+            TriggerKind::Async => "other",
+        };
+        tracer.start(
+            format!("invoke {}/{}", names.app, names.function),
+            kind,
+            &invocation.parent,
+            vec![
+                KeyValue::new("faas.name", names.function.clone()),
+                KeyValue::new("faas.version", self.spec.version as i64),
+                KeyValue::new("faas.trigger", trigger),
+                KeyValue::new("faas.invocation_id", invocation.invocation_id.clone()),
+                KeyValue::new(
+                    "faas.max_memory",
+                    i64::from(self.spec.limits.memory_mb) << 20,
+                ),
+                KeyValue::new("nimbus.app", names.app.clone()),
+                KeyValue::new("nimbus.request_id", invocation.request_id.clone()),
+                KeyValue::new("nimbus.trigger", invocation.trigger.as_str()),
+            ],
+        )
+    }
+
     /// Starts metering one invocation (a no-op without a usage sink).
     pub(crate) fn meter(&self, invocation: &Invocation) -> UsageMeter {
         UsageMeter::start(
@@ -157,6 +200,7 @@ impl FunctionRuntime {
                     max_connections: limits.max_outbound_connections,
                 },
                 invocation.request_id.clone(),
+                self.engine.services().tracer.clone(),
             ),
             cpu: CpuMeter {
                 budget_ticks: limits.cpu_time_ms.div_ceil(tick_ms),

@@ -24,6 +24,8 @@ pub struct Services {
     /// Where guests' stdout/stderr lines and platform events about invocations go (besides
     /// the process log); `None`: only the process log.
     pub logs: Option<Arc<dyn nimbus_logs::LogSink>>,
+    /// Spans of invocations and of the calls they make (off by default).
+    pub tracer: nimbus_trace::Tracer,
 }
 
 impl std::fmt::Debug for Services {
@@ -35,6 +37,7 @@ impl std::fmt::Debug for Services {
             .field("queues", &self.queues.as_ref().map(|_| "…"))
             .field("usage", &self.usage.as_ref().map(|_| "…"))
             .field("logs", &self.logs.as_ref().map(|_| "…"))
+            .field("tracer", &self.tracer)
             .finish()
     }
 }

@@ -13,6 +13,8 @@ pub struct GatewayConfig {
     pub header_read_timeout: Duration,
     /// On shutdown, in-flight requests get this long to finish.
     pub drain_timeout: Duration,
+    /// Makes a server span of every request (off by default).
+    pub tracer: nimbus_trace::Tracer,
 }
 
 impl Default for GatewayConfig {
@@ -22,6 +24,7 @@ impl Default for GatewayConfig {
             max_headers: 100,
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
+            tracer: nimbus_trace::Tracer::off(),
         }
     }
 }

@@ -9,6 +9,9 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use nimbus_engine::{HttpFunction, Invocation, InvokeError, TriggerKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use nimbus_trace::{KeyValue, Parent, Span, SpanKind, Tracer};
+
+use crate::GatewayConfig;
 use crate::body::{GatewayBody, LimitedBody, PermitBody, full};
 use crate::routes::RouteTable;
 
@@ -66,9 +69,12 @@ impl Target {
 pub type Routes = RouteTable<Arc<Target>>;
 
 /// Handles one request end to end. Never fails: every outcome is a response.
+///
+/// With tracing on, the request gets a server span (under the caller's `traceparent`) that
+/// lasts until the response head is ready; the invocation's span hangs under it.
 pub async fn handle<B>(
     routes: Arc<Routes>,
-    max_header_bytes: usize,
+    config: &GatewayConfig,
     req: Request<B>,
 ) -> Response<PermitBody>
 where
@@ -76,9 +82,11 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let started = Instant::now();
+    let max_header_bytes = config.max_header_bytes;
     let request_id: Arc<str> = uuid::Uuid::now_v7().simple().to_string().into();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let mut span = server_span(&config.tracer, &req, &request_id);
 
     let (response, target) = if head_size(&req) > max_header_bytes {
         let msg = format!("request headers exceed {max_header_bytes} bytes");
@@ -91,9 +99,20 @@ where
             None,
         )
     } else {
-        dispatch(&routes, req, &request_id).await
+        dispatch(&routes, req, &request_id, span.parent()).await
     };
     let mut response = response;
+    let status = response.status().as_u16();
+    span.set_attribute(KeyValue::new(
+        "http.response.status_code",
+        i64::from(status),
+    ));
+    if status >= 500 {
+        span.set_error(format!("status {status}"));
+    }
+    if let Some(function) = &target {
+        span.set_attribute(KeyValue::new("nimbus.function", function.clone()));
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
@@ -110,10 +129,29 @@ where
     response
 }
 
+/// The server span of one request (OpenTelemetry's HTTP server conventions).
+fn server_span<B>(tracer: &Tracer, req: &Request<B>, request_id: &Arc<str>) -> Span {
+    if !tracer.is_on() {
+        return Span::none();
+    }
+    let method = req.method().as_str().to_owned();
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", method.clone()),
+        KeyValue::new("url.path", req.uri().path().to_owned()),
+        KeyValue::new("nimbus.request_id", request_id.clone()),
+    ];
+    if let Some(host) = request_host(req) {
+        attributes.push(KeyValue::new("server.address", host));
+    }
+    let parent = Parent::from_headers(req.headers());
+    tracer.start(method, SpanKind::Server, &parent, attributes)
+}
+
 async fn dispatch<B>(
     routes: &Routes,
     req: Request<B>,
     request_id: &Arc<str>,
+    parent: Parent,
 ) -> (Response<PermitBody>, Option<String>)
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
@@ -156,7 +194,7 @@ where
 
     let exceeded = Arc::new(AtomicBool::new(false));
     let req = req.map(|b| LimitedBody::new(b, limits.max_body_bytes, exceeded.clone()));
-    let invocation = Invocation::new(request_id.clone(), TriggerKind::Http);
+    let invocation = Invocation::new(request_id.clone(), TriggerKind::Http).with_parent(parent);
     let result = target.function.handle(req, invocation).await;
     if exceeded.load(Ordering::Relaxed) {
         let msg = format!(

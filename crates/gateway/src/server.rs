@@ -72,11 +72,11 @@ impl Gateway {
             // Small responses should leave at once, not wait for Nagle's algorithm.
             let _ = stream.set_nodelay(true);
             let gateway = self.clone();
-            let max_header_bytes = self.config.max_header_bytes;
             let service = hyper::service::service_fn(move |req| {
-                let routes = gateway.routes();
+                let gateway = gateway.clone();
                 async move {
-                    Ok::<_, std::convert::Infallible>(handle(routes, max_header_bytes, req).await)
+                    let routes = gateway.routes();
+                    Ok::<_, std::convert::Infallible>(handle(routes, &gateway.config, req).await)
                 }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), service);

@@ -26,6 +26,7 @@ use nimbus_objstore::store::{
 };
 use nimbus_objstore::{ObjectError, ObjectStore};
 use nimbus_queue::{NewMessage, QueueBackend, QueueId};
+use nimbus_trace::{KeyValue, Span, SpanKind, Tracer};
 
 use crate::cloud;
 
@@ -218,11 +219,37 @@ impl ChangeRouter {
     }
 }
 
+/// The span of one storage operation made inside an invocation (none outside one).
+fn operation_span(
+    tracer: &Tracer,
+    system: &'static str,
+    op: &'static str,
+    namespace: &str,
+) -> Span {
+    if !tracer.is_on() {
+        return Span::none();
+    }
+    let name = if namespace.is_empty() {
+        op.to_owned()
+    } else {
+        format!("{op} {namespace}")
+    };
+    let mut attributes = vec![
+        KeyValue::new("db.system.name", system),
+        KeyValue::new("db.operation.name", op),
+    ];
+    if !namespace.is_empty() {
+        attributes.push(KeyValue::new("db.namespace", namespace.to_owned()));
+    }
+    nimbus_trace::current_child(tracer, name, SpanKind::Client, attributes)
+}
+
 /// An object store that reports its changes to a [`ChangeRouter`].
 pub struct ObservedObjects {
     inner: Arc<dyn ObjectStore>,
     router: Arc<ChangeRouter>,
     metrics: Option<Arc<Metrics>>,
+    tracer: Tracer,
 }
 
 impl ObservedObjects {
@@ -232,6 +259,7 @@ impl ObservedObjects {
             inner,
             router,
             metrics: None,
+            tracer: Tracer::off(),
         }
     }
 
@@ -241,29 +269,37 @@ impl ObservedObjects {
         self
     }
 
-    fn count(&self, op: &str) {
+    /// Also traces every operation made inside an invocation (a span under the invocation's).
+    pub fn with_tracer(mut self, tracer: Tracer) -> Self {
+        self.tracer = tracer;
+        self
+    }
+
+    /// Counts one operation on `namespace` and starts its span.
+    fn observe(&self, op: &'static str, namespace: &str) -> Span {
         if let Some(m) = &self.metrics {
             m.object_op(op);
         }
+        operation_span(&self.tracer, "nimbus.objects", op, namespace)
     }
 }
 
 #[async_trait]
 impl ObjectStore for ObservedObjects {
     async fn create_bucket(&self, tenant: &str, bucket: &str) -> Result<(), ObjectError> {
-        self.count("create_bucket");
+        let _span = self.observe("create_bucket", bucket);
         self.inner.create_bucket(tenant, bucket).await
     }
     async fn delete_bucket(&self, tenant: &str, bucket: &str) -> Result<(), ObjectError> {
-        self.count("delete_bucket");
+        let _span = self.observe("delete_bucket", bucket);
         self.inner.delete_bucket(tenant, bucket).await
     }
     async fn head_bucket(&self, tenant: &str, bucket: &str) -> Result<BucketInfo, ObjectError> {
-        self.count("head_bucket");
+        let _span = self.observe("head_bucket", bucket);
         self.inner.head_bucket(tenant, bucket).await
     }
     async fn list_buckets(&self, tenant: &str) -> Result<Vec<BucketInfo>, ObjectError> {
-        self.count("list_buckets");
+        let _span = self.observe("list_buckets", "");
         self.inner.list_buckets(tenant).await
     }
     async fn put(
@@ -274,7 +310,7 @@ impl ObjectStore for ObservedObjects {
         meta: ObjectMeta,
         body: ByteStream,
     ) -> Result<ObjectInfo, ObjectError> {
-        self.count("put");
+        let _span = self.observe("put", bucket);
         let info = self.inner.put(tenant, bucket, key, meta, body).await?;
         self.router
             .object_changed(tenant, bucket, key, ChangeKind::Written, Some(&info))
@@ -288,15 +324,15 @@ impl ObjectStore for ObservedObjects {
         key: &str,
         range: Option<(u64, Option<u64>)>,
     ) -> Result<ObjectRead, ObjectError> {
-        self.count("get");
+        let _span = self.observe("get", bucket);
         self.inner.get(tenant, bucket, key, range).await
     }
     async fn head(&self, tenant: &str, bucket: &str, key: &str) -> Result<ObjectInfo, ObjectError> {
-        self.count("head");
+        let _span = self.observe("head", bucket);
         self.inner.head(tenant, bucket, key).await
     }
     async fn delete(&self, tenant: &str, bucket: &str, key: &str) -> Result<bool, ObjectError> {
-        self.count("delete");
+        let _span = self.observe("delete", bucket);
         let existed = self.inner.delete(tenant, bucket, key).await?;
         if existed {
             self.router
@@ -312,7 +348,7 @@ impl ObjectStore for ObservedObjects {
         to: (&str, &str),
         meta: Option<ObjectMeta>,
     ) -> Result<ObjectInfo, ObjectError> {
-        self.count("copy");
+        let _span = self.observe("copy", to.0);
         let info = self.inner.copy(tenant, from, to, meta).await?;
         self.router
             .object_changed(tenant, to.0, to.1, ChangeKind::Written, Some(&info))
@@ -325,7 +361,7 @@ impl ObjectStore for ObservedObjects {
         bucket: &str,
         query: ListQuery,
     ) -> Result<ListPage, ObjectError> {
-        self.count("list");
+        let _span = self.observe("list", bucket);
         self.inner.list(tenant, bucket, query).await
     }
     async fn create_upload(
@@ -335,7 +371,7 @@ impl ObjectStore for ObservedObjects {
         key: &str,
         meta: ObjectMeta,
     ) -> Result<String, ObjectError> {
-        self.count("create_upload");
+        let _span = self.observe("create_upload", bucket);
         self.inner.create_upload(tenant, bucket, key, meta).await
     }
     async fn upload_part(
@@ -345,7 +381,7 @@ impl ObjectStore for ObservedObjects {
         number: u32,
         body: ByteStream,
     ) -> Result<PartInfo, ObjectError> {
-        self.count("upload_part");
+        let _span = self.observe("upload_part", "");
         self.inner.upload_part(tenant, upload, number, body).await
     }
     async fn upload_target(
@@ -353,11 +389,11 @@ impl ObjectStore for ObservedObjects {
         tenant: &str,
         upload: &str,
     ) -> Result<(String, String), ObjectError> {
-        self.count("upload_target");
+        let _span = self.observe("upload_target", "");
         self.inner.upload_target(tenant, upload).await
     }
     async fn list_parts(&self, tenant: &str, upload: &str) -> Result<Vec<PartInfo>, ObjectError> {
-        self.count("list_parts");
+        let _span = self.observe("list_parts", "");
         self.inner.list_parts(tenant, upload).await
     }
     async fn complete_upload(
@@ -366,7 +402,7 @@ impl ObjectStore for ObservedObjects {
         upload: &str,
         parts: Vec<(u32, String)>,
     ) -> Result<ObjectInfo, ObjectError> {
-        self.count("complete_upload");
+        let _span = self.observe("complete_upload", "");
         let (bucket, key) = self.inner.upload_target(tenant, upload).await?;
         let info = self.inner.complete_upload(tenant, upload, parts).await?;
         self.router
@@ -375,7 +411,7 @@ impl ObjectStore for ObservedObjects {
         Ok(info)
     }
     async fn abort_upload(&self, tenant: &str, upload: &str) -> Result<(), ObjectError> {
-        self.count("abort_upload");
+        let _span = self.observe("abort_upload", "");
         self.inner.abort_upload(tenant, upload).await
     }
 }
@@ -385,6 +421,7 @@ pub struct ObservedKv {
     inner: Arc<dyn KvBackend>,
     router: Arc<ChangeRouter>,
     metrics: Option<Arc<Metrics>>,
+    tracer: Tracer,
 }
 
 impl ObservedKv {
@@ -394,6 +431,7 @@ impl ObservedKv {
             inner,
             router,
             metrics: None,
+            tracer: Tracer::off(),
         }
     }
 
@@ -403,17 +441,25 @@ impl ObservedKv {
         self
     }
 
-    fn count(&self, op: &str) {
+    /// Also traces every operation made inside an invocation (a span under the invocation's).
+    pub fn with_tracer(mut self, tracer: Tracer) -> Self {
+        self.tracer = tracer;
+        self
+    }
+
+    /// Counts one operation on `namespace` and starts its span.
+    fn observe(&self, op: &'static str, namespace: &str) -> Span {
         if let Some(m) = &self.metrics {
             m.kv_op(op);
         }
+        operation_span(&self.tracer, "nimbus.kv", op, namespace)
     }
 }
 
 #[async_trait]
 impl KvBackend for ObservedKv {
     async fn get(&self, store: &StoreId, key: &str) -> Result<Option<Bytes>, KvError> {
-        self.count("get");
+        let _span = self.observe("get", &store.store);
         self.inner.get(store, key).await
     }
     async fn set(
@@ -423,7 +469,7 @@ impl KvBackend for ObservedKv {
         value: Bytes,
         ttl: Option<Duration>,
     ) -> Result<(), KvError> {
-        self.count("set");
+        let _span = self.observe("set", &store.store);
         self.inner.set(store, key, value, ttl).await?;
         self.router
             .kv_changed(store, key, ChangeKind::Written)
@@ -431,7 +477,7 @@ impl KvBackend for ObservedKv {
         Ok(())
     }
     async fn delete(&self, store: &StoreId, key: &str) -> Result<bool, KvError> {
-        self.count("delete");
+        let _span = self.observe("delete", &store.store);
         let existed = self.inner.delete(store, key).await?;
         if existed {
             self.router
@@ -441,7 +487,7 @@ impl KvBackend for ObservedKv {
         Ok(existed)
     }
     async fn exists(&self, store: &StoreId, key: &str) -> Result<bool, KvError> {
-        self.count("exists");
+        let _span = self.observe("exists", &store.store);
         self.inner.exists(store, key).await
     }
     async fn list_keys(
@@ -451,11 +497,11 @@ impl KvBackend for ObservedKv {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<KeyPage, KvError> {
-        self.count("list_keys");
+        let _span = self.observe("list_keys", &store.store);
         self.inner.list_keys(store, prefix, cursor, limit).await
     }
     async fn increment(&self, store: &StoreId, key: &str, delta: i64) -> Result<i64, KvError> {
-        self.count("increment");
+        let _span = self.observe("increment", &store.store);
         let value = self.inner.increment(store, key, delta).await?;
         self.router
             .kv_changed(store, key, ChangeKind::Written)
@@ -469,7 +515,7 @@ impl KvBackend for ObservedKv {
         expected: Option<&[u8]>,
         new: Bytes,
     ) -> Result<bool, KvError> {
-        self.count("compare_and_swap");
+        let _span = self.observe("compare_and_swap", &store.store);
         let swapped = self
             .inner
             .compare_and_swap(store, key, expected, new)

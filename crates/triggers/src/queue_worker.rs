@@ -58,7 +58,8 @@ impl Deliver for EventDeliver {
         let event = cloud::queue_event(&self.app, &self.queue, &delivery.message)?;
         // Every delivery of a message is one run of the same invocation.
         let invocation = Invocation::new(uuid::Uuid::now_v7().to_string().into(), self.trigger)
-            .in_invocation(delivery.message.id.as_str());
+            .in_invocation(delivery.message.id.as_str())
+            .with_parent(sender_span(&delivery.message));
         let id = invocation.request_id.clone();
         match self
             .function
@@ -70,6 +71,17 @@ impl Deliver for EventDeliver {
             Err(e) => Err(format!("{e} (request id {id})")),
         }
     }
+}
+
+/// The span that sent a message (its `ce-traceparent` attribute), which the consumer's
+/// invocation continues.
+fn sender_span(message: &nimbus_queue::Message) -> nimbus_trace::Parent {
+    message
+        .attributes
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(nimbus_engine::queue::TRACEPARENT_ATTRIBUTE))
+        .map(|(_, v)| nimbus_trace::Parent::from_traceparent(v))
+        .unwrap_or_default()
 }
 
 /// Everything one queue consumer needs.

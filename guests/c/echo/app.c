@@ -1,4 +1,5 @@
-// Streams the request body back in 64 KiB reads (any size), with x-method and x-path headers.
+// Streams the request body back in 64 KiB reads (any size), with x-method and x-path headers,
+// and x-traceparent: the request's traceparent header as the function saw it, if any.
 #include <string.h>
 #include "nimbus_http.h"
 
@@ -18,8 +19,10 @@ void exports_wasi_http_incoming_handler_handle(nh_request_t request, nh_outparam
   wasi_http_types_method_t method;
   wasi_http_types_method_incoming_request_method(req, &method);
   char other[64];
-  const char *names[] = {"x-method", "x-path"};
-  const char *values[] = {method_name(&method, other, sizeof other), path};
+  char traceparent[128];
+  int traced = nh_header(req, "traceparent", traceparent, sizeof traceparent);
+  const char *names[] = {"x-method", "x-path", "x-traceparent"};
+  const char *values[] = {method_name(&method, other, sizeof other), path, traceparent};
 
   wasi_http_types_own_incoming_body_t body;
   if (!wasi_http_types_method_incoming_request_consume(req, &body)) {
@@ -38,7 +41,7 @@ void exports_wasi_http_incoming_handler_handle(nh_request_t request, nh_outparam
     nh_respond(out, 400, "body read failed\n");
     return;
   }
-  nh_writer_t w = nh_start(out, 200, "application/octet-stream", names, values, 2);
+  nh_writer_t w = nh_start(out, 200, "application/octet-stream", names, values, traced ? 3 : 2);
   while (have) {
     int ok = nh_write(&w, chunk.ptr, chunk.len);
     http_guest_list_u8_free(&chunk);

@@ -68,6 +68,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             Some(q) => q.parse()?,
             None => QueueSetting::Embedded,
         },
+        tracing: args.otlp_endpoint.map(|endpoint| nimbus_trace::OtlpConfig {
+            headers: args.otlp_headers,
+            sample_ratio: args.trace_sample_ratio.unwrap_or(1.0),
+            ..nimbus_trace::OtlpConfig::new(endpoint)
+        }),
     };
     let running = server::start(config.clone()).await?;
     let api_url = format!("http://{}", running.api_addr);
@@ -95,6 +100,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  data dir    {}", config.data_dir.display());
     println!("  key-value   {}", config.kv);
     println!("  queues      {}", config.queues);
+    if let Some(otlp) = &config.tracing {
+        println!("  traces      {}", otlp.traces_url()?);
+    }
     println!("  apps        {} restored", running.restored);
     if running.new_token.is_some() {
         println!("  API token   new, saved to {}", config_path.display());

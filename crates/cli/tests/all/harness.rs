@@ -150,6 +150,7 @@ impl Nimbus {
             kv: KvSetting::Embedded,
             secrets_key_file: None,
             queues: QueueSetting::Embedded,
+            tracing: None,
         };
         configure(&mut config);
         let running = server::start(config).await.unwrap();

@@ -28,4 +28,5 @@ mod objects;
 mod queues;
 mod scaling;
 mod secrets;
+mod traces;
 mod usage;
