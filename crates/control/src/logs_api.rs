@@ -92,7 +92,7 @@ pub(crate) async fn get(
         .into_response());
     };
     // A line written after the subscription may be stored already and in the history too.
-    let seen: HashSet<(u64, String, String)> = history
+    let seen: HashSet<(u64, Arc<str>, String)> = history
         .iter()
         .map(|l| (l.ts_unix_ms, l.request_id.clone(), l.message.clone()))
         .collect();

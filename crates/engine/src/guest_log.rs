@@ -55,11 +55,11 @@ impl LogTags {
             ts_unix_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
-            tenant: self.tenant.to_string(),
-            app: self.app.to_string(),
-            function: self.function.to_string(),
-            invocation_id: self.invocation_id.to_string(),
-            request_id: self.request_id.to_string(),
+            tenant: self.tenant.clone(),
+            app: self.app.clone(),
+            function: self.function.clone(),
+            invocation_id: self.invocation_id.clone(),
+            request_id: self.request_id.clone(),
             stream,
             message: message.to_owned(),
         });

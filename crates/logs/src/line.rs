@@ -1,5 +1,7 @@
 //! One log line.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// The version written into every new line (fields are only ever added).
@@ -28,7 +30,8 @@ impl Stream {
     }
 }
 
-/// One line of a function's log.
+/// One line of a function's log. The names are shared (`Arc<str>`): every line of an
+/// invocation carries the same ones, and the engine hands them over without copying.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     /// Line format version ([`LINE_VERSION`]).
@@ -36,15 +39,15 @@ pub struct LogLine {
     /// When it was written, in ms since the Unix epoch.
     pub ts_unix_ms: u64,
     /// The tenant owning the app.
-    pub tenant: String,
+    pub tenant: Arc<str>,
     /// The app.
-    pub app: String,
+    pub app: Arc<str>,
     /// The function.
-    pub function: String,
+    pub function: Arc<str>,
     /// The invocation (stable across retries).
-    pub invocation_id: String,
+    pub invocation_id: Arc<str>,
     /// The run that wrote it (`x-request-id` for HTTP).
-    pub request_id: String,
+    pub request_id: Arc<str>,
     /// Where it came from.
     pub stream: Stream,
     /// The text, without its line break.

@@ -1,8 +1,14 @@
 //! The log store: `logs.redb` in the data dir.
 //!
-//! `log_lines`: `(ts_unix_ms, seq)` → the line as JSON; `log_meta`: the running byte total and
-//! the next sequence number. Lines are appended in batches (one transaction each); retention
-//! drops the oldest lines past an age and past a total size.
+//! One row per batch the writer stores (≤ 50 ms of lines), not per line: a request that logs
+//! two lines must not cost the machine two B-tree inserts, and the writer shares the CPU with
+//! the functions (bench/metering_bench.py). `log_batches`: `(first ts_unix_ms, seq)` → the
+//! batch's lines as a JSON array, sorted by time; `log_batch_sizes`: the same key → `(last
+//! ts_unix_ms, bytes)`, so retention never decodes a batch; `log_meta`: the byte total, the
+//! next sequence number and the widest time span of any batch (how far before a query's start
+//! a batch holding matching lines can begin). Retention drops whole batches, oldest first.
+//!
+//! Stores written before batching (one row per line, `log_lines`) are converted on open.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,10 +18,17 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::error::LogError;
 use crate::line::LogLine;
 
-const LINES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("log_lines");
+type Key = (u64, u64);
+const BATCHES: TableDefinition<Key, &[u8]> = TableDefinition::new("log_batches");
+const SIZES: TableDefinition<Key, (u64, u64)> = TableDefinition::new("log_batch_sizes");
 const META: TableDefinition<&str, u64> = TableDefinition::new("log_meta");
+/// The per-line table of stores written before batching.
+const OLD_LINES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("log_lines");
 const BYTES: &str = "bytes";
 const NEXT_SEQ: &str = "next_seq";
+const MAX_SPAN: &str = "max_span_ms";
+/// Lines per batch when converting an old store.
+const CONVERT_BATCH: usize = 1000;
 
 /// Which lines a query wants.
 #[derive(Debug, Clone, Default)]
@@ -35,12 +48,19 @@ pub struct LogFilter {
 impl LogFilter {
     /// Whether `line` passes the filter (its time aside).
     pub fn matches(&self, line: &LogLine) -> bool {
-        self.app.as_deref().is_none_or(|a| a == line.app)
-            && self.function.as_deref().is_none_or(|f| f == line.function)
+        self.app.as_deref().is_none_or(|a| a == &*line.app)
+            && self
+                .function
+                .as_deref()
+                .is_none_or(|f| f == &*line.function)
             && self
                 .invocation
                 .as_deref()
-                .is_none_or(|id| id == line.invocation_id || id == line.request_id)
+                .is_none_or(|id| id == &*line.invocation_id || id == &*line.request_id)
+    }
+
+    fn in_range(&self, line: &LogLine) -> bool {
+        (self.since_ms..self.until_ms).contains(&line.ts_unix_ms)
     }
 }
 
@@ -50,110 +70,182 @@ pub struct LogDb {
     db: Arc<Database>,
 }
 
+fn meta_value(meta: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<u64, LogError> {
+    Ok(meta
+        .get(key)
+        .map_err(LogError::store)?
+        .map_or(0, |v| v.value()))
+}
+
 impl LogDb {
-    /// Opens (or creates) the store at `path`.
+    /// Opens (or creates) the store at `path`, converting a per-line store to batches.
     pub fn open(path: &Path) -> Result<Self, LogError> {
         let db = Database::create(path)
             .map_err(|e| LogError::Store(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(LogError::store)?;
-        txn.open_table(LINES).map_err(LogError::store)?;
+        txn.open_table(BATCHES).map_err(LogError::store)?;
+        txn.open_table(SIZES).map_err(LogError::store)?;
         txn.open_table(META).map_err(LogError::store)?;
         txn.commit().map_err(LogError::store)?;
-        Ok(Self { db: Arc::new(db) })
+        let store = Self { db: Arc::new(db) };
+        store.convert_per_line_rows()?;
+        Ok(store)
     }
 
-    /// Appends a batch of lines, all or nothing.
-    pub fn append(&self, batch: &[LogLine]) -> Result<(), LogError> {
+    /// Moves the rows of a store written before batching into batches, in one transaction.
+    fn convert_per_line_rows(&self) -> Result<(), LogError> {
+        let old: Vec<LogLine> = {
+            let txn = self.db.begin_read().map_err(LogError::store)?;
+            let table = match txn.open_table(OLD_LINES) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                Err(e) => return Err(LogError::store(e)),
+            };
+            let mut lines = Vec::new();
+            for entry in table.iter().map_err(LogError::store)? {
+                let (_, value) = entry.map_err(LogError::store)?;
+                lines.push(serde_json::from_slice(value.value()).map_err(LogError::corrupt)?);
+            }
+            lines
+        };
         let txn = self.db.begin_write().map_err(LogError::store)?;
         {
             let mut meta = txn.open_table(META).map_err(LogError::store)?;
-            let get = |meta: &redb::Table<&str, u64>, key| -> Result<u64, LogError> {
-                Ok(meta
-                    .get(key)
-                    .map_err(LogError::store)?
-                    .map_or(0, |v| v.value()))
-            };
-            let mut seq = get(&meta, NEXT_SEQ)?;
-            let mut bytes = get(&meta, BYTES)?;
-            let mut lines = txn.open_table(LINES).map_err(LogError::store)?;
-            for line in batch {
-                let json = serde_json::to_vec(line).map_err(LogError::corrupt)?;
-                lines
-                    .insert((line.ts_unix_ms, seq), json.as_slice())
-                    .map_err(LogError::store)?;
-                seq += 1;
-                bytes += line.size();
-            }
-            meta.insert(NEXT_SEQ, seq).map_err(LogError::store)?;
-            meta.insert(BYTES, bytes).map_err(LogError::store)?;
+            meta.insert(BYTES, 0).map_err(LogError::store)?;
         }
+        for chunk in old.chunks(CONVERT_BATCH) {
+            Self::append_in(&txn, chunk)?;
+        }
+        txn.delete_table(OLD_LINES).map_err(LogError::store)?;
+        txn.commit().map_err(LogError::store)?;
+        if !old.is_empty() {
+            tracing::info!(
+                lines = old.len(),
+                "converted the function log store to batches"
+            );
+        }
+        Ok(())
+    }
+
+    /// Appends a batch of lines as one row, all or nothing.
+    pub fn append(&self, batch: &[LogLine]) -> Result<(), LogError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(LogError::store)?;
+        Self::append_in(&txn, batch)?;
         txn.commit().map_err(LogError::store)
+    }
+
+    fn append_in(txn: &redb::WriteTransaction, batch: &[LogLine]) -> Result<(), LogError> {
+        let (Some(first), Some(last)) = (
+            batch.iter().map(|l| l.ts_unix_ms).min(),
+            batch.iter().map(|l| l.ts_unix_ms).max(),
+        ) else {
+            return Ok(());
+        };
+        // Lines of one batch come from many threads: sorted, a query can walk them newest
+        // first.
+        let mut sorted: Vec<&LogLine> = batch.iter().collect();
+        sorted.sort_by_key(|l| l.ts_unix_ms);
+        let bytes: u64 = batch.iter().map(LogLine::size).sum();
+        let json = serde_json::to_vec(&sorted).map_err(LogError::corrupt)?;
+        let mut meta = txn.open_table(META).map_err(LogError::store)?;
+        let seq = meta_value(&meta, NEXT_SEQ)?;
+        let total = meta_value(&meta, BYTES)?;
+        let span = meta_value(&meta, MAX_SPAN)?;
+        let key = (first, seq);
+        txn.open_table(BATCHES)
+            .map_err(LogError::store)?
+            .insert(key, json.as_slice())
+            .map_err(LogError::store)?;
+        txn.open_table(SIZES)
+            .map_err(LogError::store)?
+            .insert(key, (last, bytes))
+            .map_err(LogError::store)?;
+        meta.insert(NEXT_SEQ, seq + 1).map_err(LogError::store)?;
+        meta.insert(BYTES, total + bytes).map_err(LogError::store)?;
+        meta.insert(MAX_SPAN, span.max(last - first))
+            .map_err(LogError::store)?;
+        Ok(())
     }
 
     /// The newest `limit` lines in the filter's range that match it, oldest first.
     pub fn query(&self, filter: &LogFilter, limit: usize) -> Result<Vec<LogLine>, LogError> {
         let txn = self.db.begin_read().map_err(LogError::store)?;
-        let lines = txn.open_table(LINES).map_err(LogError::store)?;
+        let span = meta_value(&txn.open_table(META).map_err(LogError::store)?, MAX_SPAN)?;
+        let batches = txn.open_table(BATCHES).map_err(LogError::store)?;
         let mut out = Vec::new();
-        let range = lines
-            .range((filter.since_ms, 0)..(filter.until_ms, 0))
+        // A batch that starts up to `span` before the range can still hold lines in it.
+        let from = filter.since_ms.saturating_sub(span);
+        let range = batches
+            .range((from, 0)..(filter.until_ms, 0))
             .map_err(LogError::store)?;
-        for entry in range.rev() {
-            if out.len() >= limit {
-                break;
-            }
+        'batches: for entry in range.rev() {
             let (_, value) = entry.map_err(LogError::store)?;
-            let line: LogLine = serde_json::from_slice(value.value()).map_err(LogError::corrupt)?;
-            if filter.matches(&line) {
-                out.push(line);
+            let lines: Vec<LogLine> =
+                serde_json::from_slice(value.value()).map_err(LogError::corrupt)?;
+            for line in lines.into_iter().rev() {
+                if out.len() >= limit {
+                    break 'batches;
+                }
+                if filter.in_range(&line) && filter.matches(&line) {
+                    out.push(line);
+                }
             }
         }
         out.reverse();
+        // Batches may overlap in time (one starts before the previous ends); the sort is
+        // stable, so lines of the same millisecond keep their order.
+        out.sort_by_key(|l| l.ts_unix_ms);
         Ok(out)
     }
 
     /// Bytes of lines kept (as [`LogLine::size`] counts them).
     pub fn bytes(&self) -> Result<u64, LogError> {
         let txn = self.db.begin_read().map_err(LogError::store)?;
-        let meta = txn.open_table(META).map_err(LogError::store)?;
-        Ok(meta
-            .get(BYTES)
-            .map_err(LogError::store)?
-            .map_or(0, |v| v.value()))
+        meta_value(&txn.open_table(META).map_err(LogError::store)?, BYTES)
     }
 
-    /// Drops lines older than `before_ms`, then the oldest ones until at most `max_bytes` are
-    /// kept. Returns how many lines went.
+    /// Drops the batches whose lines are all older than `before_ms`, then the oldest ones until
+    /// at most `max_bytes` are kept. Returns how many lines went.
     pub fn prune(&self, before_ms: u64, max_bytes: u64) -> Result<u64, LogError> {
         let txn = self.db.begin_write().map_err(LogError::store)?;
         let removed = {
             let mut meta = txn.open_table(META).map_err(LogError::store)?;
-            let mut bytes = meta
-                .get(BYTES)
-                .map_err(LogError::store)?
-                .map_or(0, |v| v.value());
-            let mut lines = txn.open_table(LINES).map_err(LogError::store)?;
+            let mut bytes = meta_value(&meta, BYTES)?;
+            let mut sizes = txn.open_table(SIZES).map_err(LogError::store)?;
+            let mut batches = txn.open_table(BATCHES).map_err(LogError::store)?;
             let mut doomed = Vec::new();
-            for entry in lines.range::<(u64, u64)>(..).map_err(LogError::store)? {
+            for entry in sizes.range::<Key>(..).map_err(LogError::store)? {
                 let (key, value) = entry.map_err(LogError::store)?;
-                let (ts, seq) = key.value();
-                if ts >= before_ms && bytes <= max_bytes {
+                let (last, batch_bytes) = value.value();
+                if last >= before_ms && bytes <= max_bytes {
                     break;
                 }
-                let line: LogLine =
-                    serde_json::from_slice(value.value()).map_err(LogError::corrupt)?;
-                bytes = bytes.saturating_sub(line.size());
-                doomed.push((ts, seq));
+                bytes = bytes.saturating_sub(batch_bytes);
+                doomed.push(key.value());
             }
+            let mut lines = 0u64;
             for key in &doomed {
-                lines.remove(key).map_err(LogError::store)?;
+                sizes.remove(key).map_err(LogError::store)?;
+                if let Some(row) = batches.remove(key).map_err(LogError::store)? {
+                    lines += count_lines(row.value())?;
+                }
             }
             meta.insert(BYTES, bytes).map_err(LogError::store)?;
-            doomed.len() as u64
+            lines
         };
         txn.commit().map_err(LogError::store)?;
         Ok(removed)
     }
+}
+
+/// Lines in a stored batch.
+fn count_lines(json: &[u8]) -> Result<u64, LogError> {
+    let lines: Vec<serde::de::IgnoredAny> =
+        serde_json::from_slice(json).map_err(LogError::corrupt)?;
+    Ok(lines.len() as u64)
 }
 
 #[cfg(test)]
@@ -169,7 +261,7 @@ mod tests {
             app: "shop".into(),
             function: function.into(),
             invocation_id: invocation.into(),
-            request_id: format!("{invocation}-r"),
+            request_id: format!("{invocation}-r").into(),
             stream: Stream::Stdout,
             message: message.into(),
         }
@@ -222,19 +314,79 @@ mod tests {
     fn retention_drops_the_oldest_by_age_and_by_size() {
         let dir = tempfile::tempdir().unwrap();
         let db = LogDb::open(&dir.path().join("logs.redb")).unwrap();
-        let batch: Vec<LogLine> = (0..100)
+        // Ten batches of ten lines, ts 0..100, as the writer would store them.
+        let lines: Vec<LogLine> = (0..100)
             .map(|i| line(i, "api", "i", &"x".repeat(100)))
             .collect();
-        db.append(&batch).unwrap();
-        let each = batch[0].size();
+        for batch in lines.chunks(10) {
+            db.append(batch).unwrap();
+        }
+        let each = lines[0].size();
         assert_eq!(db.bytes().unwrap(), 100 * each);
-        // Age: everything before ts 10 goes.
-        assert_eq!(db.prune(10, u64::MAX).unwrap(), 10);
-        // Size: keep at most 50 lines' worth; the oldest go first.
-        assert_eq!(db.prune(0, 50 * each).unwrap(), 40);
+        // Age: whole batches whose lines are all older go (ts 0..10 and 10..20; the batch
+        // holding ts 25 stays whole).
+        assert_eq!(db.prune(25, u64::MAX).unwrap(), 20);
+        // Size: keep at most 55 lines' worth; the oldest batches go first.
+        assert_eq!(db.prune(0, 55 * each).unwrap(), 30);
         let left = db.query(&all(), 1000).unwrap();
         assert_eq!(left.len(), 50);
         assert_eq!(left[0].ts_unix_ms, 50);
         assert_eq!(db.bytes().unwrap(), 50 * each);
+    }
+
+    #[test]
+    fn a_batch_that_starts_before_the_range_still_answers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LogDb::open(&dir.path().join("logs.redb")).unwrap();
+        // Written out of order by two threads, stored as one batch spanning ts 100..160.
+        db.append(&[
+            line(160, "api", "i", "late"),
+            line(100, "api", "i", "early"),
+        ])
+        .unwrap();
+        db.append(&[line(170, "api", "i", "next")]).unwrap();
+        let window = |since_ms, until_ms| LogFilter {
+            since_ms,
+            until_ms,
+            ..all()
+        };
+        let text = |f: LogFilter| -> Vec<String> {
+            db.query(&f, 10)
+                .unwrap()
+                .into_iter()
+                .map(|l| l.message)
+                .collect()
+        };
+        assert_eq!(text(window(150, 165)), ["late"]);
+        assert_eq!(text(window(0, 1000)), ["early", "late", "next"]);
+        assert_eq!(text(window(101, 160)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_per_line_store_is_converted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut old = txn.open_table(OLD_LINES).unwrap();
+                for i in 0..2500u64 {
+                    let json = serde_json::to_vec(&line(i, "api", "i", &format!("m{i}"))).unwrap();
+                    old.insert((i, i), json.as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let db = LogDb::open(&path).unwrap();
+        let lines = db.query(&all(), 10_000).unwrap();
+        assert_eq!(lines.len(), 2500);
+        assert_eq!(lines[2499].message, "m2499");
+        let bytes: u64 = lines.iter().map(LogLine::size).sum();
+        assert_eq!(db.bytes().unwrap(), bytes);
+        drop(db);
+        // Converted once: reopening finds nothing more to convert and loses nothing.
+        let db = LogDb::open(&path).unwrap();
+        assert_eq!(db.query(&all(), 10_000).unwrap().len(), 2500);
     }
 }
