@@ -4,11 +4,15 @@ invocation (the default) and one started with --no-metering, driven in alternati
 same wrk load in one run (these machines are noisy; alternating spreads the noise over both).
 Usage (from the repository root):
 
-    python3 bench/metering_bench.py [--duration 10] [--rounds 3] [--connections 16] [--only c,js,log]
+    python3 bench/metering_bench.py [--duration 10] [--rounds 3] [--connections 16] \
+        [--only c,js,log,trace]
 
 `log` is the C `env` guest, which writes a line to stdout and one to stderr per request, so
 the log store is exercised too (--no-metering turns off usage records, metrics and the log
-store). Reports each round and the median requests/s of each side; target: <= 3%.
+store). `trace` is the C hello with tracing on (--otlp-endpoint, every trace sampled, to an
+OTLP receiver in this script that reads and discards the exports, on the same machine) against
+tracing off, both metered. Reports each round and the median requests/s of each side; target:
+<= 3% for metering.
 Also checks that the metered side recorded every request it served. Builds Nimbus (release)
 and the guests first. Needs wrk (Debian).
 """
@@ -21,6 +25,8 @@ import time
 import urllib.request
 
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from serve_bench import NIMBUS, ROOT, Nimbus, build, machine, run, wrk
 
@@ -34,6 +40,29 @@ def usage_total(nimbus):
     return body["total"]["invocations"], body["metering"]
 
 
+class Sink(BaseHTTPRequestHandler):
+    """An OTLP/HTTP receiver that reads each export and answers 200 (empty response)."""
+    received = 0
+
+    def do_POST(self):
+        n = int(self.headers.get("content-length", 0))
+        self.rfile.read(n)
+        Sink.received += n
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def otlp_sink():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
@@ -42,19 +71,27 @@ def main():
     ap.add_argument("--only", default="c,js,log")
     args = ap.parse_args()
     only = args.only.split(",")
-    guests = build([g for g in only if g != "log"])
+    guests = build([g for g in only if g not in ("log", "trace")])
     if "log" in only:
         path = os.path.join(ROOT, "target", "bench-guests", "env-c.wasm")
         run(["bash", "guests/c/build.sh", "env", path], cwd=ROOT)
         guests["log"] = (path, "/hello", "C env (2 log lines per request)")
+    if "trace" in only:
+        guests["trace"] = (build(["c"])["c"][0], "/hello", "C hello, traces on vs off")
     print(f"\nmachine: {machine()}")
     print(f"load: wrk -t1 -c{args.connections} -d{args.duration}s per round, {args.rounds} rounds "
           "per side, alternating\n")
     summary = []
     for key, (component, route, label) in guests.items():
         # Both on free ports, S3 included (its default 9000 can be bound only once).
-        metered = Nimbus(extra_args=["--s3-listen", "127.0.0.1:0"]).start()
-        plain = Nimbus(extra_args=["--s3-listen", "127.0.0.1:0", "--no-metering"]).start()
+        if key == "trace":
+            on_args, off_args = ["--otlp-endpoint", otlp_sink()], []
+            names = ("traces on", "traces off")
+        else:
+            on_args, off_args = [], ["--no-metering"]
+            names = ("metering on", "metering off")
+        metered = Nimbus(extra_args=["--s3-listen", "127.0.0.1:0", *on_args]).start()
+        plain = Nimbus(extra_args=["--s3-listen", "127.0.0.1:0", *off_args]).start()
         try:
             for n in (metered, plain):
                 n.deploy(component, route)
@@ -65,9 +102,9 @@ def main():
             time.sleep(0.5)  # let the warm-up's records land first
             before, _ = usage_total(metered)
             served = 0
-            results = {"metering on": [], "metering off": []}
+            results = {names[0]: [], names[1]: []}
             for r in range(args.rounds):
-                for name, n in (("metering on", metered), ("metering off", plain)):
+                for name, n in ((names[0], metered), (names[1], plain)):
                     res = wrk(f"http://127.0.0.1:{n.port}{route}", args.duration, args.connections)
                     results[name].append(res)
                     if n is metered:
@@ -76,8 +113,8 @@ def main():
                           f"p50 {res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms", flush=True)
             time.sleep(0.5)  # the meter's flush window
             after, counts = usage_total(metered)
-            on = statistics.median(x["rps"] for x in results["metering on"])
-            off = statistics.median(x["rps"] for x in results["metering off"])
+            on = statistics.median(x["rps"] for x in results[names[0]])
+            off = statistics.median(x["rps"] for x in results[names[1]])
             summary.append((label, on, off, after - before, served, counts))
         finally:
             metered.stop()
@@ -88,6 +125,8 @@ def main():
         cost = (off - on) / off * 100
         print(f"{label:<34} {on:>10.0f} {off:>10.0f} {cost:>6.1f}%   {recorded} / ~{served}  "
               f"{counts['lost']}")
+    if Sink.received:
+        print(f"\nOTLP receiver got {Sink.received} bytes of exports")
     print(f"\nbinary: {NIMBUS}")
 
 
