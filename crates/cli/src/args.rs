@@ -32,7 +32,7 @@ pub struct ApiArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the platform: function gateway and control API, state in one data dir.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Create a new app from a template.
     New(NewArgs),
     /// Run the build commands of an app's functions.
@@ -180,6 +180,12 @@ pub struct UpArgs {
     /// data dir alone decrypts nothing.
     #[arg(long, env = "NIMBUS_SECRETS_KEY_FILE")]
     pub secrets_key_file: Option<PathBuf>,
+    /// How long function log lines are kept, e.g. `7d`, `48h`, `90m` [default: 7d].
+    #[arg(long, env = "NIMBUS_LOG_RETENTION", value_name = "AGE", value_parser = parse_age)]
+    pub log_retention: Option<std::time::Duration>,
+    /// Most function log data kept, in MiB; past it the oldest lines go first [default: 1024].
+    #[arg(long, env = "NIMBUS_LOG_MAX_MB", value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub log_max_mb: Option<u64>,
     /// Export OpenTelemetry traces (gateway, invocations, outbound HTTP, key-value, objects,
     /// queues) over OTLP/HTTP to this collector: a base URL such as `http://localhost:4318`
     /// (`/v1/traces` is added) or the full traces URL [default: tracing off].
@@ -509,5 +515,52 @@ fn parse_header(raw: &str) -> Result<(String, String), String> {
             Ok((name.trim().to_owned(), value.trim().to_owned()))
         }
         _ => Err(format!("{raw:?} is not NAME=VALUE")),
+    }
+}
+
+/// An age such as `7d`, `48h`, `90m` or `30s` (`--log-retention`).
+fn parse_age(raw: &str) -> Result<std::time::Duration, String> {
+    let raw = raw.trim();
+    let split = raw
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{raw:?} needs a unit: s, m, h or d (e.g. 7d)"))?;
+    let (number, unit) = raw.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{raw:?} is not an age (e.g. 7d, 48h)"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{raw:?}: unknown unit {unit:?} (s, m, h or d)")),
+    };
+    match n.checked_mul(secs) {
+        Some(0) | None => Err(format!("{raw:?} is not a usable age")),
+        Some(total) => Ok(std::time::Duration::from_secs(total)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_and_headers_parse() {
+        assert_eq!(
+            parse_age("7d"),
+            Ok(std::time::Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(parse_age("90m"), Ok(std::time::Duration::from_secs(5400)));
+        assert!(parse_age("7").is_err());
+        assert!(parse_age("0d").is_err());
+        assert!(parse_age("7w").is_err());
+        assert!(parse_age("99999999999999999999d").is_err());
+        assert_eq!(
+            parse_header("x-api-key = k=v"),
+            Ok(("x-api-key".to_owned(), "k=v".to_owned()))
+        );
+        assert!(parse_header("novalue").is_err());
+        assert!(parse_header("=v").is_err());
     }
 }

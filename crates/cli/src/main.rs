@@ -21,7 +21,7 @@ async fn main() -> std::process::ExitCode {
 
     let json = cli.json;
     let result = match cli.command {
-        Command::Up(args) => commands::up::run(args).await,
+        Command::Up(args) => commands::up::run(*args).await,
         Command::New(args) => commands::new::run(args, json),
         Command::Build(args) => commands::build::run(args, json).await,
         Command::Deploy(args) => commands::deploy::run(args, json).await,

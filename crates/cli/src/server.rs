@@ -57,6 +57,9 @@ pub struct ServerConfig {
     pub secrets_key_file: Option<PathBuf>,
     /// Where the queues live.
     pub queues: QueueSetting,
+    /// How long and how much function log the store keeps (`--log-retention`,
+    /// `--log-max-mb`).
+    pub log_retention: Retention,
     /// Where traces are exported (`--otlp-endpoint`); `None`: tracing is off.
     pub tracing: Option<OtlpConfig>,
 }
@@ -205,7 +208,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let logs = match config.metering {
         true => Some(Arc::new(Logs::start(
             LogDb::open(&data.join("logs.redb"))?,
-            Retention::default(),
+            config.log_retention,
         )?)),
         false => None,
     };

@@ -218,11 +218,11 @@ impl Drop for Pending {
         let duration_us = self.started.elapsed().as_micros() as u64;
         self.sink.record(UsageRecord {
             v: RECORD_VERSION,
-            invocation_id: self.invocation_id.to_string(),
-            request_id: self.request_id.to_string(),
-            tenant: self.tenant.to_string(),
-            app: self.app.to_string(),
-            function: self.function.to_string(),
+            invocation_id: self.invocation_id.clone(),
+            request_id: self.request_id.clone(),
+            tenant: self.tenant.clone(),
+            app: self.app.clone(),
+            function: self.function.clone(),
             version: self.version,
             trigger: self.trigger,
             start_unix_ms: self.start_unix_ms,

@@ -13,6 +13,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use nimbus_redb::Reopening;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::error::LogError;
@@ -64,10 +65,11 @@ impl LogFilter {
     }
 }
 
-/// The embedded log store.
+/// The embedded log store. Clones share one database, which a write reopens after a failed
+/// one (see [`nimbus_redb`]): once a full disk has space again, lines are stored again.
 #[derive(Clone)]
 pub struct LogDb {
-    db: Arc<Database>,
+    db: Arc<Reopening<LogError>>,
 }
 
 fn meta_value(meta: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<u64, LogError> {
@@ -80,6 +82,14 @@ fn meta_value(meta: &impl ReadableTable<&'static str, u64>, key: &str) -> Result
 impl LogDb {
     /// Opens (or creates) the store at `path`, converting a per-line store to batches.
     pub fn open(path: &Path) -> Result<Self, LogError> {
+        let store = Self {
+            db: Arc::new(Reopening::open(path, Self::open_database)?),
+        };
+        store.convert_per_line_rows()?;
+        Ok(store)
+    }
+
+    fn open_database(path: &Path) -> Result<Database, LogError> {
         let db = Database::create(path)
             .map_err(|e| LogError::Store(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(LogError::store)?;
@@ -87,15 +97,17 @@ impl LogDb {
         txn.open_table(SIZES).map_err(LogError::store)?;
         txn.open_table(META).map_err(LogError::store)?;
         txn.commit().map_err(LogError::store)?;
-        let store = Self { db: Arc::new(db) };
-        store.convert_per_line_rows()?;
-        Ok(store)
+        Ok(db)
+    }
+
+    fn db(&self) -> Result<Arc<Database>, LogError> {
+        self.db.get().ok_or_else(closed)
     }
 
     /// Moves the rows of a store written before batching into batches, in one transaction.
     fn convert_per_line_rows(&self) -> Result<(), LogError> {
         let old: Vec<LogLine> = {
-            let txn = self.db.begin_read().map_err(LogError::store)?;
+            let txn = self.db()?.begin_read().map_err(LogError::store)?;
             let table = match txn.open_table(OLD_LINES) {
                 Ok(table) => table,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
@@ -108,7 +120,7 @@ impl LogDb {
             }
             lines
         };
-        let txn = self.db.begin_write().map_err(LogError::store)?;
+        let txn = self.db()?.begin_write().map_err(LogError::store)?;
         {
             let mut meta = txn.open_table(META).map_err(LogError::store)?;
             meta.insert(BYTES, 0).map_err(LogError::store)?;
@@ -132,9 +144,14 @@ impl LogDb {
         if batch.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin_write().map_err(LogError::store)?;
-        Self::append_in(&txn, batch)?;
-        txn.commit().map_err(LogError::store)
+        self.db.write(
+            |db| {
+                let txn = db.begin_write().map_err(LogError::store)?;
+                Self::append_in(&txn, batch)?;
+                txn.commit().map_err(LogError::store)
+            },
+            closed,
+        )
     }
 
     fn append_in(txn: &redb::WriteTransaction, batch: &[LogLine]) -> Result<(), LogError> {
@@ -172,7 +189,8 @@ impl LogDb {
 
     /// The newest `limit` lines in the filter's range that match it, oldest first.
     pub fn query(&self, filter: &LogFilter, limit: usize) -> Result<Vec<LogLine>, LogError> {
-        let txn = self.db.begin_read().map_err(LogError::store)?;
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(LogError::store)?;
         let span = meta_value(&txn.open_table(META).map_err(LogError::store)?, MAX_SPAN)?;
         let batches = txn.open_table(BATCHES).map_err(LogError::store)?;
         let mut out = Vec::new();
@@ -203,14 +221,20 @@ impl LogDb {
 
     /// Bytes of lines kept (as [`LogLine::size`] counts them).
     pub fn bytes(&self) -> Result<u64, LogError> {
-        let txn = self.db.begin_read().map_err(LogError::store)?;
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(LogError::store)?;
         meta_value(&txn.open_table(META).map_err(LogError::store)?, BYTES)
     }
 
     /// Drops the batches whose lines are all older than `before_ms`, then the oldest ones until
     /// at most `max_bytes` are kept. Returns how many lines went.
     pub fn prune(&self, before_ms: u64, max_bytes: u64) -> Result<u64, LogError> {
-        let txn = self.db.begin_write().map_err(LogError::store)?;
+        self.db
+            .write(|db| Self::prune_in(db, before_ms, max_bytes), closed)
+    }
+
+    fn prune_in(db: &Database, before_ms: u64, max_bytes: u64) -> Result<u64, LogError> {
+        let txn = db.begin_write().map_err(LogError::store)?;
         let removed = {
             let mut meta = txn.open_table(META).map_err(LogError::store)?;
             let mut bytes = meta_value(&meta, BYTES)?;
@@ -239,6 +263,10 @@ impl LogDb {
         txn.commit().map_err(LogError::store)?;
         Ok(removed)
     }
+}
+
+fn closed() -> LogError {
+    LogError::Store("the log store could not be reopened after a write error".into())
 }
 
 /// Lines in a stored batch.

@@ -239,8 +239,8 @@ mod tests {
     fn record(i: u64) -> UsageRecord {
         UsageRecord {
             v: RECORD_VERSION,
-            invocation_id: format!("i{i}"),
-            request_id: format!("r{i}"),
+            invocation_id: format!("i{i}").into(),
+            request_id: format!("r{i}").into(),
             tenant: "default".into(),
             app: "a".into(),
             function: "f".into(),

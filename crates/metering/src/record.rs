@@ -4,6 +4,8 @@
 //! added (with serde defaults), so a reader of version N reads every record written at N or
 //! before. A snapshot test pins the JSON shape.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// The version written into every new record.
@@ -81,21 +83,22 @@ impl Outcome {
     }
 }
 
-/// What one invocation used.
+/// What one invocation used. Names and ids are shared (`Arc<str>`) with the invocation that
+/// made the record, so making one copies no strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {
     /// Record format version ([`RECORD_VERSION`] when written by this build).
     pub v: u32,
     /// The invocation: stable across retries of the same event or async invocation.
-    pub invocation_id: String,
+    pub invocation_id: Arc<str>,
     /// This run of it: the id on its log lines (and `x-request-id` for HTTP).
-    pub request_id: String,
+    pub request_id: Arc<str>,
     /// The tenant owning the app.
-    pub tenant: String,
+    pub tenant: Arc<str>,
     /// The app.
-    pub app: String,
+    pub app: Arc<str>,
     /// The function.
-    pub function: String,
+    pub function: Arc<str>,
     /// The app version that ran.
     pub version: u64,
     /// What started it.

@@ -16,6 +16,9 @@
 //! part of one, and never makes a rollup disagree with the records it sums.
 
 use std::path::Path;
+use std::sync::Arc;
+
+use nimbus_redb::Reopening;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -64,10 +67,11 @@ impl Filter {
     }
 }
 
-/// The embedded usage store.
+/// The embedded usage store. Clones share one database, which a write reopens after a failed
+/// one (see [`nimbus_redb`]): once a full disk has space again, metering resumes by itself.
 #[derive(Clone)]
 pub struct UsageDb {
-    db: std::sync::Arc<Database>,
+    db: Arc<Reopening<MeteringError>>,
 }
 
 impl UsageDb {
@@ -76,19 +80,35 @@ impl UsageDb {
 
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, MeteringError> {
+        Ok(Self {
+            db: Arc::new(Reopening::open(path, Self::open_database)?),
+        })
+    }
+
+    fn open_database(path: &Path) -> Result<Database, MeteringError> {
         let db = Database::create(path).map_err(|e| MeteringError::open(path, e))?;
         let txn = db.begin_write().map_err(MeteringError::store)?;
         txn.open_table(BATCHES).map_err(MeteringError::store)?;
         txn.open_table(HOURLY).map_err(MeteringError::store)?;
         txn.commit().map_err(MeteringError::store)?;
-        Ok(Self {
-            db: std::sync::Arc::new(db),
-        })
+        Ok(db)
+    }
+
+    fn db(&self) -> Result<Arc<Database>, MeteringError> {
+        self.db.get().ok_or_else(closed)
+    }
+
+    fn write<T>(
+        &self,
+        op: impl FnOnce(&Database) -> Result<T, MeteringError>,
+    ) -> Result<T, MeteringError> {
+        self.db.write(op, closed)
     }
 
     /// Hourly rollups whose hour overlaps `[since_ms, until_ms)` and that match the filter.
     pub fn rollups(&self, filter: &Filter) -> Result<Vec<Rollup>, MeteringError> {
-        let txn = self.db.begin_read().map_err(MeteringError::store)?;
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(MeteringError::store)?;
         let table = txn.open_table(HOURLY).map_err(MeteringError::store)?;
         let first_hour = filter.since_ms - filter.since_ms % HOUR_MS;
         let mut out = Vec::new();
@@ -125,7 +145,8 @@ impl UsageDb {
         id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<UsageRecord>, MeteringError> {
-        let txn = self.db.begin_read().map_err(MeteringError::store)?;
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(MeteringError::store)?;
         let table = txn.open_table(BATCHES).map_err(MeteringError::store)?;
         let mut out = Vec::new();
         // A batch is keyed by its latest start: every batch holding a record at or after
@@ -160,7 +181,7 @@ impl UsageDb {
             out.extend(batch.into_iter().filter(|record| {
                 (filter.since_ms..filter.until_ms).contains(&record.start_unix_ms)
                     && filter.matches(&record.tenant, &record.app, &record.function)
-                    && id.is_none_or(|id| record.invocation_id == id || record.request_id == id)
+                    && id.is_none_or(|id| *record.invocation_id == *id || *record.request_id == *id)
             }));
         }
         out.sort_by(by_start);
@@ -185,57 +206,65 @@ impl RecordStore for UsageDb {
             return Ok(());
         };
         let json = serde_json::to_vec(batch).map_err(MeteringError::corrupt)?;
-        let txn = self.db.begin_write().map_err(MeteringError::store)?;
-        {
-            let mut batches = txn.open_table(BATCHES).map_err(MeteringError::store)?;
-            // Several batches may share their latest start: number them after the last one.
-            let seq = batches
-                .range((latest, 0)..=(latest, u64::MAX))
-                .map_err(MeteringError::store)?
-                .next_back()
-                .transpose()
-                .map_err(MeteringError::store)?
-                .map_or(0, |(key, _)| key.value().1 + 1);
-            batches
-                .insert((latest, seq), json.as_slice())
-                .map_err(MeteringError::store)?;
-            let mut table = txn.open_table(HOURLY).map_err(MeteringError::store)?;
-            for (key, add) in hourly {
-                let mut counters = match table.get(key).map_err(MeteringError::store)? {
-                    Some(old) => serde_json::from_slice::<Counters>(old.value())
-                        .map_err(MeteringError::corrupt)?,
-                    None => Counters::default(),
-                };
-                counters.merge(&add);
-                let json = serde_json::to_vec(&counters).map_err(MeteringError::corrupt)?;
-                table
-                    .insert(key, json.as_slice())
+        self.write(|db| {
+            let txn = db.begin_write().map_err(MeteringError::store)?;
+            {
+                let mut batches = txn.open_table(BATCHES).map_err(MeteringError::store)?;
+                // Several batches may share their latest start: number them after the last one.
+                let seq = batches
+                    .range((latest, 0)..=(latest, u64::MAX))
+                    .map_err(MeteringError::store)?
+                    .next_back()
+                    .transpose()
+                    .map_err(MeteringError::store)?
+                    .map_or(0, |(key, _)| key.value().1 + 1);
+                batches
+                    .insert((latest, seq), json.as_slice())
                     .map_err(MeteringError::store)?;
+                let mut table = txn.open_table(HOURLY).map_err(MeteringError::store)?;
+                for (key, add) in hourly {
+                    let mut counters = match table.get(key).map_err(MeteringError::store)? {
+                        Some(old) => serde_json::from_slice::<Counters>(old.value())
+                            .map_err(MeteringError::corrupt)?,
+                        None => Counters::default(),
+                    };
+                    counters.merge(&add);
+                    let json = serde_json::to_vec(&counters).map_err(MeteringError::corrupt)?;
+                    table
+                        .insert(key, json.as_slice())
+                        .map_err(MeteringError::store)?;
+                }
             }
-        }
-        txn.commit().map_err(MeteringError::store)
+            txn.commit().map_err(MeteringError::store)
+        })
     }
 
     fn prune(&mut self, before_ms: u64) -> Result<u64, MeteringError> {
-        let txn = self.db.begin_write().map_err(MeteringError::store)?;
-        let removed = {
-            let mut batches = txn.open_table(BATCHES).map_err(MeteringError::store)?;
-            // Whole batches whose every record started before `before_ms`.
-            let old = batches
-                .extract_from_if((0u64, 0u64)..(before_ms, 0), |_, _| true)
-                .map_err(MeteringError::store)?;
-            let mut n = 0;
-            for entry in old {
-                let (_, value) = entry.map_err(MeteringError::store)?;
-                let batch: Vec<serde::de::IgnoredAny> =
-                    serde_json::from_slice(value.value()).map_err(MeteringError::corrupt)?;
-                n += batch.len() as u64;
-            }
-            n
-        };
-        txn.commit().map_err(MeteringError::store)?;
-        Ok(removed)
+        self.write(|db| {
+            let txn = db.begin_write().map_err(MeteringError::store)?;
+            let removed = {
+                let mut batches = txn.open_table(BATCHES).map_err(MeteringError::store)?;
+                // Whole batches whose every record started before `before_ms`.
+                let old = batches
+                    .extract_from_if((0u64, 0u64)..(before_ms, 0), |_, _| true)
+                    .map_err(MeteringError::store)?;
+                let mut n = 0;
+                for entry in old {
+                    let (_, value) = entry.map_err(MeteringError::store)?;
+                    let batch: Vec<serde::de::IgnoredAny> =
+                        serde_json::from_slice(value.value()).map_err(MeteringError::corrupt)?;
+                    n += batch.len() as u64;
+                }
+                n
+            };
+            txn.commit().map_err(MeteringError::store)?;
+            Ok(removed)
+        })
     }
+}
+
+fn closed() -> MeteringError {
+    MeteringError::Store("the usage store could not be reopened after a write error".into())
 }
 
 #[cfg(test)]
@@ -305,7 +334,10 @@ mod tests {
         assert_eq!(db.rollups(&api_only).unwrap().len(), 1);
         let records = db.records(&all, None, 10).unwrap();
         assert_eq!(records.len(), 4);
-        assert_eq!(db.records(&all, Some("c"), 10).unwrap()[0].function, "cart");
+        assert_eq!(
+            db.records(&all, Some("c"), 10).unwrap()[0].function,
+            "cart".into()
+        );
         assert_eq!(db.records(&all, None, 2).unwrap().len(), 2);
     }
 
@@ -323,7 +355,7 @@ mod tests {
         };
         let left = db.records(&all, None, 10).unwrap();
         assert_eq!(left.len(), 1);
-        assert_eq!(left[0].request_id, "y");
+        assert_eq!(left[0].request_id, "y".into());
         assert_eq!(db.rollups(&all).unwrap()[0].counters.invocations, 2);
     }
 }

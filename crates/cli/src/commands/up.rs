@@ -68,6 +68,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             Some(q) => q.parse()?,
             None => QueueSetting::Embedded,
         },
+        log_retention: nimbus_logs::Retention {
+            max_age: args
+                .log_retention
+                .unwrap_or(nimbus_logs::Retention::default().max_age),
+            max_bytes: args
+                .log_max_mb
+                .map_or(nimbus_logs::Retention::default().max_bytes, |mb| mb << 20),
+        },
         tracing: args.otlp_endpoint.map(|endpoint| nimbus_trace::OtlpConfig {
             headers: args.otlp_headers,
             sample_ratio: args.trace_sample_ratio.unwrap_or(1.0),

@@ -11,6 +11,7 @@ pub(crate) struct Up {
     pub(crate) child: Child,
     pub(crate) config: tempfile::TempDir,
     args: Vec<String>,
+    envs: Vec<(String, String)>,
 }
 
 impl Drop for Up {
@@ -22,6 +23,11 @@ impl Drop for Up {
 
 impl Up {
     pub(crate) fn start(data: &Path) -> Self {
+        Self::start_env(data, &[])
+    }
+
+    /// `nimbus up` on `data` with extra environment variables.
+    pub(crate) fn start_env(data: &Path, envs: &[(&str, &str)]) -> Self {
         let mut args: Vec<String> = [
             "up",
             "--listen",
@@ -35,24 +41,30 @@ impl Up {
         .collect();
         args.extend(["127.0.0.1:0".into(), "--data-dir".into()]);
         args.push(data.to_str().unwrap().to_owned());
-        Self::start_with(&args)
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_with(&args, envs)
     }
 
-    fn start_with(args: &[String]) -> Self {
+    fn start_with(args: &[String], envs: Vec<(String, String)>) -> Self {
         let config = tempfile::tempdir().unwrap();
-        let child = Self::spawn(args, config.path());
+        let child = Self::spawn(args, config.path(), &envs);
         let up = Self {
             child,
             config,
             args: args.to_vec(),
+            envs,
         };
         up.wait_ready();
         up
     }
 
-    fn spawn(args: &[String], config: &Path) -> Child {
+    fn spawn(args: &[String], config: &Path, envs: &[(String, String)]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_nimbus"))
             .args(args)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .env("NIMBUS_CONFIG", config.join("config.json"))
             .env("NIMBUS_LOG", "warn")
             .stdout(Stdio::null())
@@ -78,7 +90,7 @@ impl Up {
     pub(crate) fn kill_9_and_restart(&mut self) {
         self.child.kill().unwrap(); // SIGKILL on Unix
         self.child.wait().unwrap();
-        self.child = Self::spawn(&self.args, self.config.path());
+        self.child = Self::spawn(&self.args, self.config.path(), &self.envs);
         self.wait_ready();
     }
 
@@ -248,11 +260,14 @@ fn up_reads_its_settings_from_a_config_file() {
         ),
     )
     .unwrap();
-    let up = Up::start_with(&[
-        "up".into(),
-        "--config".into(),
-        file.to_str().unwrap().into(),
-    ]);
+    let up = Up::start_with(
+        &[
+            "up".into(),
+            "--config".into(),
+            file.to_str().unwrap().into(),
+        ],
+        Vec::new(),
+    );
     assert!(up.ok(&["apps"]).contains("no apps deployed"));
     assert!(data.join("state.redb").exists());
 

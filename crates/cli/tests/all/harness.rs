@@ -67,6 +67,11 @@ impl Nimbus {
         .await
     }
 
+    /// Starts a fresh Nimbus in a data dir the test prepared.
+    pub async fn start_in(data_dir: Arc<tempfile::TempDir>) -> Self {
+        Self::start_config(data_dir, None, |_| {}).await
+    }
+
     /// Starts a fresh Nimbus with another key-value backend.
     pub async fn start_with_kv(kv: KvSetting) -> Self {
         Self::start_with(
@@ -151,6 +156,7 @@ impl Nimbus {
             secrets_key_file: None,
             queues: QueueSetting::Embedded,
             tracing: None,
+            log_retention: Default::default(),
         };
         configure(&mut config);
         let running = server::start(config).await.unwrap();

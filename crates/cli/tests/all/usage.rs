@@ -1,6 +1,7 @@
 //! Metering and billing: every invocation leaves a usage record; `/v1/usage` and `nimbus
 //! usage` bill them as Lambda would; records survive a kill -9 up to the meter's window.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nimbus_cli::client::UsageQuery;
@@ -87,11 +88,11 @@ async fn the_bill_matches_a_hand_computation_of_the_records() {
     let mut hand_mb_ms = 0u64;
     let mut billed = 0u64;
     for r in &records {
-        assert_eq!(r.app, "billing");
+        assert_eq!(&*r.app, "billing");
         assert_eq!(r.trigger, TriggerKind::Http);
         assert_eq!(r.invocation_id, r.request_id);
         if r.outcome == Outcome::Rejected {
-            assert_eq!(r.function, "nap");
+            assert_eq!(&*r.function, "nap");
             assert_eq!(r.billed_ms, 0);
             continue;
         }
@@ -99,7 +100,7 @@ async fn the_bill_matches_a_hand_computation_of_the_records() {
         assert_eq!(r.billed_ms, r.duration_us.div_ceil(1000));
         assert!(r.peak_memory_bytes > 0 && r.cpu_us > 0, "{r:?}");
         assert!(r.cpu_us <= r.duration_us, "{r:?}");
-        match r.function.as_str() {
+        match &*r.function {
             "hello" => {
                 assert_eq!((r.memory_mb, r.bytes_out), (128, 18), "{r:?}");
             }
@@ -162,8 +163,8 @@ async fn async_invocations_are_metered_with_their_invocation_id() {
     assert_eq!(records.len(), 1);
     let r = &records[0];
     assert_eq!(r.trigger, TriggerKind::Async);
-    assert_eq!(r.invocation_id, accepted.record.id);
-    assert_ne!(r.request_id, accepted.record.id);
+    assert_eq!(*r.invocation_id, *accepted.record.id);
+    assert_ne!(*r.request_id, *accepted.record.id);
     assert_eq!(
         (r.bytes_in, r.bytes_out),
         (4, 4),
@@ -370,4 +371,266 @@ async fn prometheus_metrics_count_known_traffic() {
         .unwrap();
     assert!((gb_s - usage.report.total.gb_seconds).abs() < 1e-9);
     nimbus.stop().await;
+}
+
+/// A small tmpfs mounted for one test and unmounted when dropped (lazily, so a test that fails
+/// with files open still leaves nothing mounted).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Needs the right to mount (root, as on the CI machines): without it the test fails and
+    /// says so rather than pass untested.
+    fn mount(bytes: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
+            .arg("tmpfs")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "this test mounts a tmpfs to fill a real disk and needs root (mount failed: {status})"
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes until the disk is full (ENOSPC).
+    fn fill(&self) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.path().join("filler")).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        loop {
+            match filler.write_all(&chunk) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+        let _ = filler.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The usage and log stores on a disk that fills up (a real ENOSPC, on a tmpfs): every
+/// request is still served, the lost records and lines are counted and reported, and once space
+/// is free again new invocations are metered and their lines stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_loses_usage_records_and_log_lines_not_requests() {
+    use nimbus_cli::client::LogQuery;
+    let disk = SmallDisk::mount(8 << 20);
+    let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    // Only the usage and log stores live on the small disk.
+    for store in ["usage.redb", "logs.redb"] {
+        std::os::unix::fs::symlink(disk.path().join(store), data.path().join(store)).unwrap();
+    }
+    let nimbus = Nimbus::start_in(data.clone()).await;
+    // `env` writes a line to stdout and one to stderr per request.
+    nimbus.deploy_guest("full", "env", &["/env"], "").await;
+    for _ in 0..5 {
+        assert_eq!(nimbus.get("/env").await.status(), 200);
+    }
+    settled(&nimbus, 5, 0).await;
+    let logs = LogQuery {
+        app: Some("full"),
+        since: Some("1h"),
+        limit: Some(10_000),
+        ..LogQuery::default()
+    };
+
+    disk.fill();
+    let query = UsageQuery::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut served = 0;
+    let (records_lost, lines_lost) = loop {
+        for _ in 0..20 {
+            let resp = nimbus.get("/env").await;
+            assert_eq!(resp.status(), 200, "a request failed on a full disk");
+            served += 1;
+        }
+        let usage = nimbus.api.usage(&query).await.unwrap();
+        let lines = nimbus.api.logs(&logs).await.unwrap().counts;
+        if usage.metering.lost > 0 && lines.lost > 0 {
+            break (usage.metering.lost, lines.lost);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing counted lost on a full disk: {:?} {lines:?}",
+            usage.metering
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    };
+    eprintln!(
+        "full disk: {served} requests served, {records_lost} records and {lines_lost} lines lost so far"
+    );
+
+    // Space again: the next invocations are metered and their lines stored.
+    disk.free();
+    let before = nimbus
+        .api
+        .usage(&query)
+        .await
+        .unwrap()
+        .report
+        .total
+        .counters
+        .invocations;
+    let lines_before = nimbus.api.logs(&logs).await.unwrap().lines.len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert_eq!(nimbus.get("/env").await.status(), 200);
+        let now = nimbus
+            .api
+            .usage(&query)
+            .await
+            .unwrap()
+            .report
+            .total
+            .counters
+            .invocations;
+        let lines = nimbus.api.logs(&logs).await.unwrap().lines.len();
+        if now > before && lines > lines_before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stores never recovered after space was freed ({now} invocations, {lines} lines)"
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    nimbus.stop().await;
+}
+
+/// libfaketime (Debian's `faketime`, installed by scripts/setup-toolchains.sh): preloaded into
+/// `nimbus up`, it steps the process's wall clock when its offset file changes, leaving the
+/// monotonic clock alone — as an NTP step or an operator's `date -s` does.
+const FAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+/// The wall clock steps back two hours while an invocation runs: its duration (and bill) comes
+/// from the monotonic clock and stays what it was, and only its start stamp shows the step.
+#[test]
+fn a_wall_clock_step_does_not_bend_durations() {
+    assert!(
+        Path::new(FAKETIME).exists(),
+        "{FAKETIME} is missing: run scripts/setup-toolchains.sh"
+    );
+    let data = tempfile::tempdir().unwrap();
+    let offset = data.path().join("clock-offset");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let offset_path = offset.to_str().unwrap().to_owned();
+    let mut up = Up::start_env(
+        &data.path().join("nimbus"),
+        &[
+            ("LD_PRELOAD", FAKETIME),
+            ("FAKETIME_TIMESTAMP_FILE", &offset_path),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let app = data.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(guests::c("sleep"), app.join("nap.wasm")).unwrap();
+    std::fs::write(
+        app.join("nimbus.toml"),
+        "[app]\nname = \"clock\"\n\n[[function]]\nname = \"nap\"\ncomponent = \"nap.wasm\"\nroutes = [\"/nap\"]\n",
+    )
+    .unwrap();
+    up.ok(&["deploy", "--no-build", app.to_str().unwrap()]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let gateway = gateway_url(&rt, &up);
+    let http = reqwest::Client::new();
+    let nap = |ms: u64| {
+        let http = http.clone();
+        let url = format!("{gateway}/nap");
+        async move {
+            let resp = http
+                .get(url)
+                .header("x-sleep-ms", ms.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.text().await.unwrap();
+        }
+    };
+    rt.block_on(async {
+        let during = tokio::spawn(nap(800));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::fs::write(&offset, "-2h\n").unwrap();
+        during.await.unwrap();
+        nap(100).await;
+    });
+    let records = wait_for_records(&mut up, 2);
+    let real_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut durations: Vec<(u64, u64)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["duration_us"].as_u64().unwrap(),
+                r["start_unix_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    durations.sort();
+    let (short, long) = (durations[0], durations[1]);
+    assert!(
+        (100_000..2_000_000).contains(&short.0),
+        "the 100 ms nap took {} µs",
+        short.0
+    );
+    assert!(
+        (800_000..3_000_000).contains(&long.0),
+        "the 800 ms nap, across a 2 h step back, took {} µs",
+        long.0
+    );
+    // Started before the step: a real-time stamp; after it: two hours behind.
+    assert!(real_now.abs_diff(long.1) < 60_000, "{long:?}");
+    let behind = real_now.saturating_sub(short.1);
+    assert!(
+        (7_100_000..7_300_000).contains(&behind),
+        "the later start stamp is {behind} ms behind"
+    );
+    let billed: Vec<u64> = records
+        .iter()
+        .map(|r| r["billed_ms"].as_u64().unwrap())
+        .collect();
+    assert!(billed.iter().all(|&ms| ms < 3_000), "{billed:?}");
+}
+
+fn wait_for_records(up: &mut Up, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = up.ok(&["--json", "usage", "--records", "--since", "24h"]);
+        let records: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        if records.len() >= n {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} usage records appeared",
+            records.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
