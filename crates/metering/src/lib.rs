@@ -14,11 +14,13 @@
 //!   accounting).
 //! - [`metrics`]: Prometheus series (from records, operation counters, a scrape snapshot).
 //! - [`store`]: the `RecordStore` trait and the redb store (raw records + hourly rollups).
+//! - `encoding`: how a stored batch is encoded (postcard behind a format byte; JSON read).
 //! - [`rollup`]: counters, grouping and reports (pure).
 //! - [`price`]: the price table, GB-seconds and the free tier (pure).
 //! - [`export`]: time ranges as users write them (`24h`), and CSV.
 //! - [`error`]: the crate's error type.
 
+mod encoding;
 pub mod error;
 pub mod export;
 pub mod meter;

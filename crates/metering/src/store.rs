@@ -4,7 +4,7 @@
 //! Two tables, written in one transaction per batch:
 //!
 //! - `usage_batches`: `(latest start_unix_ms in the batch, batch sequence)` → the batch's
-//!   records as a JSON array. One row per batch, not per record: a B-tree insert per
+//!   records (postcard behind a format byte, see `encoding`; older rows are JSON arrays). One row per batch, not per record: a B-tree insert per
 //!   invocation cost more than everything else metering does (BENCHMARKS.md, metering
 //!   overhead). Kept for [`UsageDb::RECORD_RETENTION_MS`] (pruned by the writer), for
 //!   per-invocation queries, which decode the batches in range.
@@ -22,6 +22,7 @@ use nimbus_redb::Reopening;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::encoding;
 use crate::error::MeteringError;
 use crate::record::UsageRecord;
 use crate::rollup::{Counters, HOUR_MS, Rollup};
@@ -176,8 +177,7 @@ impl UsageDb {
                     break;
                 }
             }
-            let batch: Vec<UsageRecord> =
-                serde_json::from_slice(value.value()).map_err(MeteringError::corrupt)?;
+            let batch = encoding::decode(value.value())?;
             out.extend(batch.into_iter().filter(|record| {
                 (filter.since_ms..filter.until_ms).contains(&record.start_unix_ms)
                     && filter.matches(&record.tenant, &record.app, &record.function)
@@ -205,7 +205,7 @@ impl RecordStore for UsageDb {
         let Some(latest) = batch.iter().map(|r| r.start_unix_ms).max() else {
             return Ok(());
         };
-        let json = serde_json::to_vec(batch).map_err(MeteringError::corrupt)?;
+        let encoded = encoding::encode(batch)?;
         self.write(|db| {
             let txn = db.begin_write().map_err(MeteringError::store)?;
             {
@@ -219,7 +219,7 @@ impl RecordStore for UsageDb {
                     .map_err(MeteringError::store)?
                     .map_or(0, |(key, _)| key.value().1 + 1);
                 batches
-                    .insert((latest, seq), json.as_slice())
+                    .insert((latest, seq), encoded.as_slice())
                     .map_err(MeteringError::store)?;
                 let mut table = txn.open_table(HOURLY).map_err(MeteringError::store)?;
                 for (key, add) in hourly {
@@ -251,9 +251,7 @@ impl RecordStore for UsageDb {
                 let mut n = 0;
                 for entry in old {
                     let (_, value) = entry.map_err(MeteringError::store)?;
-                    let batch: Vec<serde::de::IgnoredAny> =
-                        serde_json::from_slice(value.value()).map_err(MeteringError::corrupt)?;
-                    n += batch.len() as u64;
+                    n += encoding::decode(value.value())?.len() as u64;
                 }
                 n
             };
