@@ -161,7 +161,13 @@ impl EventFunction {
         }
         let mut store = self.rt.new_store(&invocation);
         let event = WitEvent::from(event);
+        let share = self.rt.share();
+        let slot = store.data().cpu_slot.clone();
+        let heavy = share.is_heavy();
         let run = async {
+            if heavy {
+                slot.first_slice().await;
+            }
             let guest = pre
                 .instantiate_async(&mut store)
                 .await
@@ -173,7 +179,7 @@ impl EventFunction {
             result.map_err(|e| classify(&e, store.data().cpu, limits))
         };
         let timeout = Duration::from_millis(limits.timeout_ms);
-        let result = match tokio::time::timeout(timeout, meter.timed(run)).await {
+        let result = match tokio::time::timeout(timeout, meter.timed(share, run)).await {
             Ok(result) => result,
             Err(_) => Err(InvokeError::Timeout(limits.timeout_ms)),
         };

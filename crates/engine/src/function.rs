@@ -266,11 +266,17 @@ impl HttpFunction {
             .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
 
         let task_meter = meter.clone();
+        let share = self.rt.share().clone();
         let task = tokio::spawn(async move {
             // The function counts as busy, and its instance against the app's budget, until
             // the guest is done, body included.
             let _busy = (busy, budget);
+            let slot = store.data().cpu_slot.clone();
+            let heavy = share.is_heavy();
             let run = async {
+                if heavy {
+                    slot.first_slice().await;
+                }
                 let proxy = pre
                     .instantiate_async(&mut store)
                     .await
@@ -281,7 +287,7 @@ impl HttpFunction {
                     .await
                     .map_err(|e| classify(&e, store.data().cpu, limits))
             };
-            let run = nimbus_trace::in_scope(&span, task_meter.timed(run));
+            let run = nimbus_trace::in_scope(&span, task_meter.timed(&share, run));
             let result = match tokio::time::timeout_at(deadline, run).await {
                 Ok(result) => result,
                 Err(_) => Err(InvokeError::Timeout(limits.timeout_ms)),

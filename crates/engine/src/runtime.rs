@@ -89,6 +89,11 @@ impl FunctionRuntime {
         Arc::new(literals.chain(secrets).collect())
     }
 
+    /// The app's fair share (CPU slots, instance budget, recent CPU use).
+    pub(crate) fn share(&self) -> &crate::fair::AppShare {
+        &self.share
+    }
+
     /// One unit of the app's instance budget, held for as long as the invocation's instance
     /// lives; `AppAtCapacity` at once when the app has none left.
     pub(crate) fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, InvokeError> {

@@ -22,6 +22,7 @@ use nimbus_metering::{Outcome, RECORD_VERSION, TriggerKind, UsageRecord, UsageSi
 use wasmtime::{ResourceLimiter, StoreLimits};
 
 use crate::error::InvokeError;
+use crate::fair::AppShare;
 use crate::function::{FunctionSpec, Invocation};
 
 /// The usage of one invocation, shared by everything that takes part in it. A no-op when
@@ -181,16 +182,31 @@ impl UsageMeter {
         }
     }
 
-    /// Runs `fut`, adding the time spent in its polls to the invocation's CPU time.
-    pub(crate) async fn timed<F: Future>(&self, fut: F) -> F::Output {
-        if !self.is_on() {
-            return fut.await;
+    /// Runs `fut`, adding the time spent in its polls to the invocation's CPU time and, when
+    /// it ends or is dropped (a timeout), to its app's recent CPU use (which decides whether
+    /// the app's next invocations queue for a CPU slot, see `fair`).
+    pub(crate) async fn timed<F: Future>(&self, share: &AppShare, fut: F) -> F::Output {
+        struct Tally<'a> {
+            meter: &'a UsageMeter,
+            share: &'a AppShare,
+            total: Duration,
         }
+        impl Drop for Tally<'_> {
+            fn drop(&mut self) {
+                self.meter.add_cpu(self.total);
+                self.share.note_cpu(self.total);
+            }
+        }
+        let mut tally = Tally {
+            meter: self,
+            share,
+            total: Duration::ZERO,
+        };
         let mut fut = std::pin::pin!(fut);
         std::future::poll_fn(|cx| {
             let started = Instant::now();
             let result = fut.as_mut().poll(cx);
-            self.add_cpu(started.elapsed());
+            tally.total += started.elapsed();
             result
         })
         .await
@@ -394,8 +410,11 @@ mod tests {
         let meter = UsageMeter::start(Some(&sink), &RecordNames::new(&spec), &spec, &invocation);
         let body_side = meter.clone();
         meter.add_bytes_in(10);
+        let share = crate::fair::FairShare::new(1, 1).app("t", "a");
         meter
-            .timed(async { std::thread::sleep(Duration::from_millis(3)) })
+            .timed(&share, async {
+                std::thread::sleep(Duration::from_millis(3))
+            })
             .await;
         meter.set_result::<()>(&Ok(()));
         drop(meter);
