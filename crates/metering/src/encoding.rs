@@ -51,7 +51,7 @@ mod tests {
             bytes_in: 10,
             bytes_out: 20,
             outcome: Outcome::Timeout,
-            cold_start: i % 2 == 0,
+            cold_start: i.is_multiple_of(2),
         }
     }
 
