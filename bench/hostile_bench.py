@@ -10,6 +10,8 @@ Attacks (another app, --attackers concurrent clients each):
   loop      spins until its CPU budget (cpu_time_ms = 1000) stops it          → 504
   membomb   allocates until its memory cap (memory_mb = 64)                     → capped
   deep      recurses without bound                                              → 500 (trap)
+  burn      burns 2 ms of CPU and answers: short CPU-heavy requests that end
+            before their first epoch tick                                        → 200
   firehose  streams a response forever (max_response_bytes = 16 MiB)            → cut off
   tablebomb grows a table until table.grow fails (100,000 elements)             → 200
   outflood  starts 200 outbound requests at once to a local upstream
@@ -39,6 +41,7 @@ def attacks_for(upstream_port):
         "deep": ("deep", "", ""),
         "firehose": ("firehose", "max_response_bytes = 16777216", ""),
         "tablebomb": ("tablebomb", "", ""),
+        "burn": ("burn", "", "x-burn-us: 2000\r\n"),
         "outflood": ("outflood",
                      f'allowed_outbound_hosts = ["http://127.0.0.1:{upstream_port}"]\n'
                      "max_outbound_requests = 50\nmax_outbound_connections = 6",
@@ -77,7 +80,7 @@ def build():
     out = os.path.join(ROOT, "target", "bench-guests")
     os.makedirs(out, exist_ok=True)
     guests = {}
-    for name in ("hello", "echo", "loop", "membomb", "deep", "firehose", "tablebomb", "outflood"):
+    for name in ("hello", "echo", "loop", "membomb", "deep", "firehose", "tablebomb", "outflood", "burn"):
         path = os.path.join(out, f"{name}-c.wasm")
         run(["bash", "guests/c/build.sh", name, path], cwd=ROOT)
         guests[name] = path

@@ -31,6 +31,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from serve_bench import NIMBUS, ROOT, Nimbus, build, machine, run, wrk
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (/proc/<pid>/stat, clock ticks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def usage_total(nimbus):
     req = urllib.request.Request(
         f"http://127.0.0.1:{nimbus.api_port}/v1/usage?since=1d&by=app",
@@ -105,26 +112,36 @@ def main():
             results = {names[0]: [], names[1]: []}
             for r in range(args.rounds):
                 for name, n in ((names[0], metered), (names[1], plain)):
+                    cpu_before = cpu_seconds(n.proc.pid)
                     res = wrk(f"http://127.0.0.1:{n.port}{route}", args.duration, args.connections)
+                    # Server CPU per request: steadier than req/s when the VM's neighbours
+                    # take cycles (it counts only what this process used).
+                    requests = res["rps"] * args.duration
+                    res["cpu_us"] = (cpu_seconds(n.proc.pid) - cpu_before) * 1e6 / max(requests, 1)
                     results[name].append(res)
                     if n is metered:
                         served += round(res["rps"] * args.duration)
                     print(f"  {label:<34} round {r + 1} {name:<13} {res['rps']:>9.0f} req/s  "
+                          f"{res['cpu_us']:6.1f} CPU µs/req  "
                           f"p50 {res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms", flush=True)
             time.sleep(0.5)  # the meter's flush window
             after, counts = usage_total(metered)
             on = statistics.median(x["rps"] for x in results[names[0]])
             off = statistics.median(x["rps"] for x in results[names[1]])
-            summary.append((label, on, off, after - before, served, counts))
+            cpu_on = statistics.median(x["cpu_us"] for x in results[names[0]])
+            cpu_off = statistics.median(x["cpu_us"] for x in results[names[1]])
+            summary.append((label, on, off, cpu_on, cpu_off, after - before, served, counts))
         finally:
             metered.stop()
             plain.stop()
 
-    print(f"\n{'guest':<34} {'on req/s':>10} {'off req/s':>10} {'cost':>7}   records / ~served  lost")
-    for label, on, off, recorded, served, counts in summary:
+    print(f"\n{'guest':<34} {'on req/s':>10} {'off req/s':>10} {'cost':>7}  "
+          f"{'CPU µs/req on':>14} {'off':>6} {'cost':>7}   records / ~served  lost")
+    for label, on, off, cpu_on, cpu_off, recorded, served, counts in summary:
         cost = (off - on) / off * 100
-        print(f"{label:<34} {on:>10.0f} {off:>10.0f} {cost:>6.1f}%   {recorded} / ~{served}  "
-              f"{counts['lost']}")
+        cpu_cost = (cpu_on - cpu_off) / cpu_off * 100
+        print(f"{label:<34} {on:>10.0f} {off:>10.0f} {cost:>6.1f}%  {cpu_on:>14.1f} {cpu_off:>6.1f} "
+              f"{cpu_cost:>6.1f}%   {recorded} / ~{served}  {counts['lost']}")
     if Sink.received:
         print(f"\nOTLP receiver got {Sink.received} bytes of exports")
     print(f"\nbinary: {NIMBUS}")
