@@ -391,6 +391,75 @@ async fn a_queue_delivery_continues_the_senders_trace() {
     nimbus.stop().await;
 }
 
+const PRODUCER_MANIFEST: &str = r#"
+[app]
+name = "tp"
+
+[[function]]
+name = "enqueue"
+component = "enqueue.wasm"
+routes = ["/enqueue"]
+queues = ["jobs"]
+
+[[function]]
+name = "worker"
+component = "worker.wasm"
+key_value_stores = ["bench"]
+
+[[queue]]
+name = "jobs"
+
+[[trigger.queue]]
+function = "worker"
+queue = "jobs"
+"#;
+
+/// One trace across a queue: the HTTP invocation's send is a PRODUCER span, and the consumer's
+/// invocation hangs under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_sending_to_a_queue_links_the_consumer_into_its_trace() {
+    let (collector, spans) = collector().await;
+    let nimbus = traced_nimbus(&collector).await;
+    let enqueue = guests::c_world("enqueue", "nimbus-guest");
+    let worker = guests::c_world("eventbench", "event-guest");
+    nimbus
+        .deploy(
+            PRODUCER_MANIFEST,
+            &[("enqueue", &enqueue), ("worker", &worker)],
+        )
+        .await
+        .unwrap();
+    let response = nimbus
+        .http
+        .get(format!("{}/enqueue", nimbus.gateway_url))
+        .header("traceparent", caller(0x0f))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let message_id = response.text().await.unwrap().trim().to_owned();
+    let trace = trace_of(0x0f);
+    let got = spans_of(&spans, &trace, |s| {
+        s.iter().any(|s| s.name == "invoke tp/worker") && s.iter().any(|s| s.name == "set bench")
+    })
+    .await;
+    let invoke = one(&got, "invoke tp/enqueue");
+    let send = one(&got, "send jobs");
+    let consumer = one(&got, "invoke tp/worker");
+    assert_eq!(send.kind, SpanKind::Producer);
+    assert_eq!(send.parent, invoke.id);
+    assert_eq!(send.attr("messaging.destination.name"), "jobs");
+    assert_eq!(send.attr("messaging.message.id"), message_id);
+    assert_eq!(consumer.kind, SpanKind::Consumer);
+    assert_eq!(
+        consumer.parent, send.id,
+        "the consumer continues the sender's span"
+    );
+    let set = got.iter().find(|s| s.name == "set bench").unwrap();
+    assert_eq!(set.parent, consumer.id);
+    nimbus.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_tracing_traceparent_passes_through_and_a_dead_collector_costs_no_request() {
     // Off (the default): the caller's header reaches the function untouched.
