@@ -329,13 +329,13 @@ impl container::HostContainer for BlobView<'_> {
             }
         });
         let body: ByteStream = Box::pin(tokio_stream_of(rx).chain(end));
-        value.put = Some(tokio::spawn(async move {
+        value.put = Some(tokio::spawn(nimbus_trace::propagate(async move {
             store
                 .put(&tenant, &bucket, &name, ObjectMeta::default(), body)
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string())
-        }));
+        })));
         Ok(Ok(()))
     }
 
@@ -492,7 +492,7 @@ impl types::HostOutgoingValue for BlobView<'_> {
         let (writer, reader) = tokio::io::duplex(PIPE_BYTES);
         let (attach, attached) = oneshot::channel();
         value.attach = Some(attach);
-        tokio::spawn(forward(reader, attached));
+        tokio::spawn(nimbus_trace::propagate(forward(reader, attached)));
         let stream: DynOutputStream = Box::new(AsyncWriteStream::new(PIPE_BYTES, writer));
         Ok(Ok(self.table.push_child(stream, &this)?))
     }

@@ -27,5 +27,5 @@ pub mod tracer;
 pub use error::TraceError;
 pub use opentelemetry::KeyValue;
 pub use opentelemetry::trace::SpanKind;
-pub use span::{Parent, Span, current_child, in_scope};
+pub use span::{Parent, Span, current_child, in_scope, propagate};
 pub use tracer::{OtlpConfig, Tracer};

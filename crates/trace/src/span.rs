@@ -167,6 +167,19 @@ pub async fn in_scope<F: Future>(span: &Span, fut: F) -> F::Output {
     CURRENT.scope(span.parent(), fut).await
 }
 
+/// Wraps `fut` so that it runs in the current scope (if any) wherever it is polled: for work a
+/// guest's call spawns onto another task (a streamed object write), which would otherwise run
+/// outside the invocation's scope and make no spans.
+pub fn propagate<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    let parent = CURRENT.try_with(Parent::clone).ok();
+    async move {
+        match parent {
+            Some(parent) => CURRENT.scope(parent, fut).await,
+            None => fut.await,
+        }
+    }
+}
+
 /// A span under the current scope's span (see [`in_scope`]); a no-op outside any scope, so a
 /// storage call from the control API, say, makes no span.
 pub fn current_child(
@@ -240,13 +253,25 @@ mod tests {
         assert!(scoped.is_some());
         let outside = current_child(&tracer, "kv get", SpanKind::Client, Vec::new());
         assert!(outside.parent().span_id().is_none(), "no scope, no span");
+        let spawned = in_scope(&server, async {
+            let tracer = tracer.clone();
+            tokio::spawn(propagate(async move {
+                current_child(&tracer, "put", SpanKind::Client, Vec::new())
+                    .parent()
+                    .span_id()
+            }))
+            .await
+            .unwrap()
+        })
+        .await;
+        assert!(spawned.is_some(), "a spawned task keeps the scope");
         drop(server);
         provider.force_flush().unwrap();
 
         let spans = exporter.get_finished_spans().unwrap();
         let by_name = |n: &str| spans.iter().find(|s| s.name == n).unwrap();
         let (server, client, kv) = (by_name("server"), by_name("client"), by_name("kv get"));
-        assert_eq!(spans.len(), 3);
+        assert_eq!(spans.len(), 4);
         assert_eq!(server.parent_span_id.to_string(), "00f067aa0ba902b7");
         assert_eq!(client.parent_span_id, server.span_context.span_id());
         assert_eq!(kv.parent_span_id, server.span_context.span_id());

@@ -460,6 +460,45 @@ async fn a_function_sending_to_a_queue_links_the_consumer_into_its_trace() {
     nimbus.stop().await;
 }
 
+/// wasi:blobstore calls are spans under the invocation too (the Python blobdrop guest writes
+/// one object).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_writes_are_spans_under_the_invocation() {
+    let (collector, spans) = collector().await;
+    let nimbus = traced_nimbus(&collector).await;
+    let component = guests::py("guests/py/blobdrop", "nimbus-guest");
+    let manifest = crate::harness::manifest(
+        "tb",
+        "writer",
+        &["/finished/..."],
+        "buckets = [\"scratch\"]",
+    );
+    nimbus
+        .deploy(&manifest, &[("writer", &component)])
+        .await
+        .unwrap();
+    let response = nimbus
+        .http
+        .put(format!("{}/finished/whole.txt", nimbus.gateway_url))
+        .header("traceparent", caller(0x10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let trace = trace_of(0x10);
+    let got = spans_of(&spans, &trace, |s| {
+        s.iter().any(|s| s.name == "put scratch")
+    })
+    .await;
+    let invoke = one(&got, "invoke tb/writer");
+    let put = one(&got, "put scratch");
+    assert_eq!(put.parent, invoke.id);
+    assert_eq!(put.kind, SpanKind::Client);
+    assert_eq!(put.attr("db.system.name"), "nimbus.objects");
+    assert_eq!(put.attr("db.namespace"), "scratch");
+    nimbus.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_tracing_traceparent_passes_through_and_a_dead_collector_costs_no_request() {
     // Off (the default): the caller's header reaches the function untouched.
