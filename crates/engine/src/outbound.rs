@@ -141,14 +141,7 @@ impl WasiHttpHooks for OutboundPolicy {
                     return Err(e);
                 }
             };
-            let status = res.status().as_u16();
-            span.set_attribute(KeyValue::new(
-                "http.response.status_code",
-                i64::from(status),
-            ));
-            if status >= 500 {
-                span.set_error(format!("status {status}"));
-            }
+            span.record_http_status(res.status().as_u16());
             // The span, like the permit, lasts until the response body was read or dropped.
             let io = async move {
                 let result = io.await;

@@ -13,7 +13,7 @@ use nimbus_queue::{MAX_DELAY, NewMessage, QueueBackend, QueueError, QueueId};
 use wasmtime::component::{HasData, Linker};
 
 use crate::host::HostState;
-use nimbus_trace::{KeyValue, SpanKind};
+use nimbus_trace::{KeyValue, Span, SpanKind};
 
 /// The message attribute carrying the sender's span: `ce-` makes it the `traceparent`
 /// extension of the CloudEvent the consumer receives.
@@ -75,6 +75,23 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     sender::add_to_linker::<HostState, NimbusQueue>(linker, view)
 }
 
+/// The PRODUCER span of one send (none, and nothing allocated, with tracing off).
+fn send_span(tracer: &nimbus_trace::Tracer, queue: &str) -> Span {
+    if !tracer.is_on() {
+        return Span::none();
+    }
+    nimbus_trace::current_child(
+        tracer,
+        format!("send {queue}"),
+        SpanKind::Producer,
+        vec![
+            KeyValue::new("messaging.system", "nimbus"),
+            KeyValue::new("messaging.operation.type", "send"),
+            KeyValue::new("messaging.destination.name", queue.to_owned()),
+        ],
+    )
+}
+
 impl sender::Host for &QueueCtx {
     async fn send(
         &mut self,
@@ -101,16 +118,7 @@ impl sender::Host for &QueueCtx {
             .content_type
             .map(|ct| vec![("content-type".to_owned(), ct)])
             .unwrap_or_default();
-        let mut span = nimbus_trace::current_child(
-            &self.tracer,
-            format!("send {queue}"),
-            SpanKind::Producer,
-            vec![
-                KeyValue::new("messaging.system", "nimbus"),
-                KeyValue::new("messaging.operation.type", "send"),
-                KeyValue::new("messaging.destination.name", queue.clone()),
-            ],
-        );
+        let mut span = send_span(&self.tracer, &queue);
         // The consumer's invocation continues this trace (the attribute is CloudEvents'
         // distributed-tracing extension on the delivered event).
         if let Some(traceparent) = span.parent().traceparent() {

@@ -102,15 +102,8 @@ where
         dispatch(&routes, req, &request_id, span.parent()).await
     };
     let mut response = response;
-    let status = response.status().as_u16();
-    span.set_attribute(KeyValue::new(
-        "http.response.status_code",
-        i64::from(status),
-    ));
-    if status >= 500 {
-        span.set_error(format!("status {status}"));
-    }
-    if let Some(function) = &target {
+    span.record_http_status(response.status().as_u16());
+    if let Some(function) = target.as_ref().filter(|_| span.is_recording()) {
         span.set_attribute(KeyValue::new("nimbus.function", function.clone()));
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {

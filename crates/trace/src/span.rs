@@ -146,6 +146,21 @@ impl Span {
         }
     }
 
+    /// Records an HTTP response status (`http.response.status_code`); a 5xx marks the span
+    /// failed.
+    pub fn record_http_status(&mut self, status: u16) {
+        if self.0.is_none() {
+            return;
+        }
+        self.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+        if status >= 500 {
+            self.set_error(format!("status {status}"));
+        }
+    }
+
     /// Marks the span failed or not by `result` (the error's text as the description).
     pub fn record_result<T, E: std::fmt::Display>(&mut self, result: &Result<T, E>) {
         if let (Some(_), Err(e)) = (&self.0, result) {

@@ -197,6 +197,12 @@ async fn spans_of(spans: &Mutex<Vec<Got>>, trace: &str, done: impl Fn(&[Got]) ->
     }
 }
 
+/// Whether a span of every name in `names` has arrived (spans of one trace are exported as
+/// each ends, so a parent can arrive after its children).
+fn has(spans: &[Got], names: &[&str]) -> bool {
+    names.iter().all(|n| spans.iter().any(|s| s.name == *n))
+}
+
 fn one<'a>(spans: &'a [Got], name: &str) -> &'a Got {
     let found: Vec<&Got> = spans.iter().filter(|s| s.name == name).collect();
     assert_eq!(found.len(), 1, "one span named {name:?} in {spans:#?}");
@@ -309,6 +315,7 @@ async fn a_request_is_traced_from_the_gateway_to_its_outbound_and_key_value_call
     let trace = trace_of(0x0c);
     let got = spans_of(&spans, &trace, |s| {
         s.iter().filter(|s| s.name == "set bench").count() >= 4
+            && has(s, &["invoke traced/kvbench"])
     })
     .await;
     let invoke = one(&got, "invoke traced/kvbench");
@@ -440,7 +447,15 @@ async fn a_function_sending_to_a_queue_links_the_consumer_into_its_trace() {
     let message_id = response.text().await.unwrap().trim().to_owned();
     let trace = trace_of(0x0f);
     let got = spans_of(&spans, &trace, |s| {
-        s.iter().any(|s| s.name == "invoke tp/worker") && s.iter().any(|s| s.name == "set bench")
+        has(
+            s,
+            &[
+                "invoke tp/enqueue",
+                "send jobs",
+                "invoke tp/worker",
+                "set bench",
+            ],
+        )
     })
     .await;
     let invoke = one(&got, "invoke tp/enqueue");
@@ -487,7 +502,7 @@ async fn object_writes_are_spans_under_the_invocation() {
     assert_eq!(response.status(), 200);
     let trace = trace_of(0x10);
     let got = spans_of(&spans, &trace, |s| {
-        s.iter().any(|s| s.name == "put scratch")
+        has(s, &["invoke tb/writer", "put scratch"])
     })
     .await;
     let invoke = one(&got, "invoke tb/writer");

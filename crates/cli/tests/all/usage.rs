@@ -180,15 +180,12 @@ async fn async_invocations_are_metered_with_their_invocation_id() {
 fn nimbus_usage_after_traffic_and_across_kill_9() {
     let data = tempfile::tempdir().unwrap();
     let mut up = Up::start(data.path());
-    let app = data.path().join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::copy(guests::c("hello"), app.join("hello.wasm")).unwrap();
-    std::fs::write(
-        app.join("nimbus.toml"),
+    deploy_one(
+        &up,
+        &data.path().join("app"),
+        "hello",
         "[app]\nname = \"meter\"\n\n[[function]]\nname = \"hello\"\ncomponent = \"hello.wasm\"\nroutes = [\"/m\"]\nmemory_mb = 512\n",
-    )
-    .unwrap();
-    up.ok(&["deploy", "--no-build", app.to_str().unwrap()]);
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let http = reqwest::Client::new();
     let gateway = gateway_url(&rt, &up);
@@ -229,6 +226,15 @@ fn nimbus_usage_after_traffic_and_across_kill_9() {
     // The store is usable after the crash: new traffic is metered on top.
     call(&gateway_url(&rt, &up), 5);
     wait_for_rows(&up, after + 5);
+}
+
+/// Writes an app dir with the C guest `guest` as `<guest>.wasm` and `manifest`, and deploys it
+/// with the `nimbus` binary.
+fn deploy_one(up: &Up, app: &Path, guest: &str, manifest: &str) {
+    std::fs::create_dir_all(app).unwrap();
+    std::fs::copy(guests::c(guest), app.join(format!("{guest}.wasm"))).unwrap();
+    std::fs::write(app.join("nimbus.toml"), manifest).unwrap();
+    up.ok(&["deploy", "--no-build", app.to_str().unwrap()]);
 }
 
 fn gateway_url(rt: &tokio::runtime::Runtime, up: &Up) -> String {
@@ -545,15 +551,12 @@ fn a_wall_clock_step_does_not_bend_durations() {
             ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
         ],
     );
-    let app = data.path().join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::copy(guests::c("sleep"), app.join("nap.wasm")).unwrap();
-    std::fs::write(
-        app.join("nimbus.toml"),
-        "[app]\nname = \"clock\"\n\n[[function]]\nname = \"nap\"\ncomponent = \"nap.wasm\"\nroutes = [\"/nap\"]\n",
-    )
-    .unwrap();
-    up.ok(&["deploy", "--no-build", app.to_str().unwrap()]);
+    deploy_one(
+        &up,
+        &data.path().join("app"),
+        "sleep",
+        "[app]\nname = \"clock\"\n\n[[function]]\nname = \"nap\"\ncomponent = \"sleep.wasm\"\nroutes = [\"/nap\"]\n",
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let gateway = gateway_url(&rt, &up);
     let http = reqwest::Client::new();
