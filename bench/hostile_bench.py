@@ -167,12 +167,15 @@ def main():
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--attackers", type=int, default=16)
     parser.add_argument("--only", default="", help="comma-separated attacks (default: all)")
+    parser.add_argument("--nimbus-args", default="",
+                        help="extra server flags, e.g. '--cpu-slots-per-app 100000' (fair "
+                             "sharing off, for an A/B run)")
     args = parser.parse_args()
     guests = build()
     print(f"machine: {machine()}")
     print(f"command: python3 bench/hostile_bench.py --duration {args.duration} "
-          f"--attackers {args.attackers}")
-    nimbus = Nimbus().start()
+          f"--attackers {args.attackers} --nimbus-args '{args.nimbus_args}'")
+    nimbus = Nimbus(extra_args=args.nimbus_args.split()).start()
     target = upstream()
     attack_table = attacks_for(target.server_address[1])
     rows = []

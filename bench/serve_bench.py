@@ -71,9 +71,11 @@ def machine():
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.platform()}, commit {commit}"
 
 
-def build(only):
+def build(only, anchor=False):
+    """Builds Nimbus (release) and the guests in `only`; with `anchor`, also installs the
+    `wasmtime serve` this benchmark compares with (a long build, so only when it is used)."""
     run(["cargo", "build", "--release", "--locked", "-p", "nimbus-cli", "-p", "native-hello"], cwd=ROOT)
-    if not os.path.exists(WASMTIME):
+    if anchor and not os.path.exists(WASMTIME):
         run(["cargo", "install", "--locked", "wasmtime-cli", "--version", WASMTIME_VERSION,
              "--root", os.path.dirname(os.path.dirname(WASMTIME))])
     run(["bash", "scripts/setup-toolchains.sh"], cwd=ROOT)
@@ -188,7 +190,7 @@ def main():
     ap.add_argument("--only", default="c,js,py")
     args = ap.parse_args()
     only = args.only.split(",")
-    guests = build(only)
+    guests = build(only, anchor=True)
 
     print(f"\nmachine: {machine()}")
     print(f"load: wrk -t1 -c{args.connections} -d{args.duration}s, loopback, fresh instance per request\n")

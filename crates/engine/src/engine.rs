@@ -90,11 +90,16 @@ impl Engine {
 
         let cache = ArtifactCache::open(&config.cache_dir, &engine)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), config.epoch_tick, stop_ticker.clone())?;
         let fair = FairShare::new(
             config.cpu_slots_per_app,
             config.max_instances_per_app as usize,
         );
+        spawn_epoch_ticker(
+            engine.clone(),
+            config.epoch_tick,
+            fair.governor().clone(),
+            stop_ticker.clone(),
+        )?;
         let reaper = Reaper::new();
         Reaper::spawn(&reaper, config.reap_interval)?;
 
@@ -311,11 +316,13 @@ fn check_is_component(bytes: &[u8]) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Advances the engine's epoch every `tick` on a dedicated thread until `stop` is set. The
-/// thread holds only a clone of the engine handle, so it never keeps other state alive.
+/// Advances the engine's epoch every `tick` on a dedicated thread until `stop` is set, and
+/// ticks the fair-share governor. The thread holds only clones of the engine handle and the
+/// governor, so it never keeps other state alive.
 fn spawn_epoch_ticker(
     engine: wasmtime::Engine,
     tick: std::time::Duration,
+    governor: Arc<crate::fair::Governor>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), EngineError> {
     std::thread::Builder::new()
@@ -324,6 +331,7 @@ fn spawn_epoch_ticker(
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(tick);
                 engine.increment_epoch();
+                governor.tick();
             }
         })
         .map(|_| ())

@@ -163,9 +163,9 @@ impl EventFunction {
         let event = WitEvent::from(event);
         let share = self.rt.share();
         let slot = store.data().cpu_slot.clone();
-        let heavy = share.is_heavy();
+        let wait = share.waits_for_a_slot();
         let run = async {
-            if heavy {
+            if wait {
                 slot.first_slice().await;
             }
             let guest = pre

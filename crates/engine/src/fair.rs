@@ -19,32 +19,61 @@
 //! guest of the flooding app can take.
 //!
 //! Requests that finish within their first tick never meet a tick, so a flood of *short*
-//! CPU-heavy requests (a deep recursion, say, 2 ms each) would slip past the slots. Each app
-//! therefore keeps its recent CPU time per invocation (an exponential moving average); while it
-//! is at least [`HEAVY_CPU`], its invocations take a slot *before* their first slice too, so
-//! the app is held to its slots whatever the length of its requests. Light apps (a hello world
-//! uses tens of µs) never touch a slot.
+//! requests would slip past the slots. Two rules close that gap; both hold an app's
+//! invocations to its slots *before* their first slice too, whatever their length:
+//!
+//! - **Heavy apps.** Each app keeps its recent CPU time per invocation (an exponential moving
+//!   average); while it is at least [`HEAVY_CPU`] (a 2 ms burn, say), the app is heavy.
+//! - **Apps over their share.** Every [`WINDOW`] the governor looks at the machine: how busy
+//!   its CPUs were (`/proc/stat`: every process, so clients and neighbours on the same box
+//!   count), and the guest CPU time each app used. While the process is saturated ([`SATURATED`]) and at least
+//!   two apps are active (an invocation within [`ACTIVE_FOR`]), an app that used more than
+//!   [`OVER_SHARE`] times an equal split of the guests' CPU is *throttled*. A flood of cheap
+//!   requests that trap (a deep recursion costs ~100 µs of unwinding) is caught this way,
+//!   where the per-invocation average would not see it.
+//!
+//! Both rules, and the slots at each tick, apply only while the machine is **contended**
+//! (saturated, two apps or more active): an app alone on the machine, or on an idle one, uses
+//! every core — the sharing is work-conserving. Light apps on a contended machine (a hello
+//! world uses tens of µs) never touch a slot either, unless they take more than their share.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Average CPU time per invocation past which an app's invocations queue for a CPU slot before
-/// they start.
+/// they start (while the machine is contended).
 pub(crate) const HEAVY_CPU: Duration = Duration::from_millis(1);
 
 /// The weight of the newest invocation in an app's moving average of CPU time (1/8: a change
 /// of behaviour shows within a few dozen invocations).
 const CPU_AVERAGE_SHIFT: u32 = 3;
 
-/// The shares of every app, created on first use.
+/// How often the governor looks at the machine's load and the apps' CPU use.
+/// (`/proc/stat` counts in 10 ms ticks: on two cores a window is ten of them.)
+pub(crate) const WINDOW: Duration = Duration::from_millis(50);
+
+/// The machine's CPU use, as a fraction of all its CPU time, from which it is saturated.
+pub(crate) const SATURATED: f64 = 0.8;
+
+/// An app using more than this times an equal split of the guests' CPU, on a contended
+/// machine, is throttled.
+pub(crate) const OVER_SHARE: f64 = 1.25;
+
+/// How long after its last invocation an app is still owed a share: a victim between two
+/// requests still counts.
+pub(crate) const ACTIVE_FOR: Duration = Duration::from_secs(1);
+
+/// The shares of every app, created on first use, and the governor that decides when they
+/// apply.
 pub(crate) struct FairShare {
     slots_per_app: usize,
     instances_per_app: usize,
     apps: Mutex<HashMap<(String, String), AppShare>>,
+    governor: Arc<Governor>,
 }
 
 /// What one app may use at once.
@@ -56,31 +85,73 @@ pub(crate) struct AppShare {
     pub(crate) instances: Arc<Semaphore>,
     /// The budget's size, for error messages.
     pub(crate) max_instances: usize,
+    load: Arc<AppLoad>,
+    governor: Arc<Governor>,
+}
+
+/// What the governor knows of one app.
+struct AppLoad {
+    /// `tenant/app`, for the log.
+    name: String,
     /// Moving average of the CPU time of the app's invocations, in µs.
-    recent_cpu_us: Arc<AtomicU64>,
+    recent_cpu_us: AtomicU64,
+    /// Guest CPU time in the current window, in ns.
+    window_cpu_ns: AtomicU64,
+    /// Whether the app is on the governor's list of active apps.
+    listed: AtomicBool,
+    /// The last window in which the app used CPU.
+    last_active: AtomicU64,
+    /// Over its share on a contended machine (see the module docs).
+    throttled: AtomicBool,
+}
+
+/// Decides, every [`WINDOW`], whether the machine is contended and which apps are over their
+/// share. Driven by the engine's epoch thread ([`Governor::tick`]).
+pub(crate) struct Governor {
+    cores: f64,
+    contended: AtomicBool,
+    window: AtomicU64,
+    active: Mutex<Vec<Arc<AppLoad>>>,
+    last: Mutex<Option<CpuSample>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl FairShare {
     pub(crate) fn new(slots_per_app: usize, instances_per_app: usize) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             slots_per_app: slots_per_app.max(1),
             instances_per_app: instances_per_app.max(1),
             apps: Mutex::new(HashMap::new()),
+            governor: Arc::new(Governor::new(cores)),
         }
+    }
+
+    /// The governor, for the thread that ticks it.
+    pub(crate) fn governor(&self) -> &Arc<Governor> {
+        &self.governor
     }
 
     /// The share of `tenant`'s app `app`.
     pub(crate) fn app(&self, tenant: &str, app: &str) -> AppShare {
-        let mut apps = self
-            .apps
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut apps = lock(&self.apps);
         apps.entry((tenant.to_owned(), app.to_owned()))
             .or_insert_with(|| AppShare {
                 cpu: Arc::new(Semaphore::new(self.slots_per_app)),
                 instances: Arc::new(Semaphore::new(self.instances_per_app)),
                 max_instances: self.instances_per_app,
-                recent_cpu_us: Arc::new(AtomicU64::new(0)),
+                load: Arc::new(AppLoad {
+                    name: format!("{tenant}/{app}"),
+                    recent_cpu_us: AtomicU64::new(0),
+                    window_cpu_ns: AtomicU64::new(0),
+                    listed: AtomicBool::new(false),
+                    last_active: AtomicU64::new(0),
+                    throttled: AtomicBool::new(false),
+                }),
+                governor: self.governor.clone(),
             })
             .clone()
     }
@@ -95,10 +166,20 @@ impl AppShare {
             .map_err(|_| crate::InvokeError::AppAtCapacity(self.max_instances))
     }
 
+    /// Adds one slice of guest CPU time to the app's use in the current window.
+    pub(crate) fn add_cpu(&self, used: Duration) {
+        let ns = used.as_nanos().min(u128::from(u64::MAX)) as u64;
+        let before = self.load.window_cpu_ns.fetch_add(ns, Ordering::SeqCst);
+        if before == 0 && !self.load.listed.swap(true, Ordering::SeqCst) {
+            lock(&self.governor.active).push(self.load.clone());
+        }
+    }
+
     /// Adds one invocation's CPU time to the app's moving average.
     pub(crate) fn note_cpu(&self, used: Duration) {
         let sample = used.as_micros().min(u128::from(u32::MAX)) as i64;
         let _ = self
+            .load
             .recent_cpu_us
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
                 let old = old as i64;
@@ -108,54 +189,197 @@ impl AppShare {
 
     /// Whether the app's recent invocations are CPU-heavy (see the module docs).
     pub(crate) fn is_heavy(&self) -> bool {
-        self.recent_cpu_us.load(Ordering::Relaxed) >= HEAVY_CPU.as_micros() as u64
+        self.load.recent_cpu_us.load(Ordering::Relaxed) >= HEAVY_CPU.as_micros() as u64
     }
+
+    /// Whether the app's next invocation takes a CPU slot before its first slice: the machine
+    /// is contended and the app is heavy or over its share.
+    pub(crate) fn waits_for_a_slot(&self) -> bool {
+        self.governor.is_contended()
+            && (self.load.throttled.load(Ordering::Relaxed) || self.is_heavy())
+    }
+
+    /// Whether the governor found the app over its share in the last window.
+    #[cfg(test)]
+    fn is_throttled(&self) -> bool {
+        self.load.throttled.load(Ordering::Relaxed)
+    }
+}
+
+impl Governor {
+    fn new(cores: usize) -> Self {
+        Self {
+            cores: cores.max(1) as f64,
+            contended: AtomicBool::new(false),
+            window: AtomicU64::new(0),
+            active: Mutex::new(Vec::new()),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Whether CPU slots apply now (see the module docs).
+    pub(crate) fn is_contended(&self) -> bool {
+        self.contended.load(Ordering::Relaxed)
+    }
+
+    /// Called often (each epoch tick): once a [`WINDOW`] has passed, measures how busy the
+    /// machine's CPUs were over it and rebalances.
+    pub(crate) fn tick(&self) {
+        let now = Instant::now();
+        let mut last = lock(&self.last);
+        if last
+            .as_ref()
+            .is_some_and(|l| now.duration_since(l.at) < WINDOW)
+        {
+            return;
+        }
+        let sample = CpuSample::take(now);
+        let busy = last
+            .as_ref()
+            .map(|before| sample.busy_since(before, self.cores));
+        *last = Some(sample);
+        drop(last);
+        if let Some(busy) = busy {
+            self.rebalance(busy);
+        }
+    }
+
+    /// Ends a window in which `busy` of the machine's CPU time (0.0–1.0) was used:
+    /// takes each active app's CPU use, drops apps idle for longer than [`ACTIVE_FOR`], and
+    /// decides which apps are throttled.
+    pub(crate) fn rebalance(&self, busy: f64) {
+        let window = self.window.fetch_add(1, Ordering::Relaxed) + 1;
+        let idle_windows = (ACTIVE_FOR.as_millis() / WINDOW.as_millis()) as u64;
+        let mut active = lock(&self.active);
+        let mut used = Vec::with_capacity(active.len());
+        active.retain(|app| {
+            let ns = app.window_cpu_ns.swap(0, Ordering::SeqCst);
+            if ns > 0 {
+                app.last_active.store(window, Ordering::Relaxed);
+            }
+            let recent = window - app.last_active.load(Ordering::Relaxed) <= idle_windows;
+            if !recent {
+                app.throttled.store(false, Ordering::Relaxed);
+                app.listed.store(false, Ordering::SeqCst);
+                // It used CPU again just now, before it saw itself unlisted: keep it.
+                if app.window_cpu_ns.load(Ordering::SeqCst) == 0
+                    || app.listed.swap(true, Ordering::SeqCst)
+                {
+                    return false;
+                }
+            }
+            used.push(ns);
+            true
+        });
+        let total: u64 = used.iter().sum();
+        let contended = busy >= SATURATED && active.len() >= 2;
+        self.contended.store(contended, Ordering::Relaxed);
+        let fair = total as f64 / active.len().max(1) as f64;
+        for (app, ns) in active.iter().zip(used) {
+            let over = contended && ns as f64 > fair * OVER_SHARE;
+            if app.throttled.swap(over, Ordering::Relaxed) != over {
+                tracing::debug!(app = %app.name, throttled = over, busy, "app share changed");
+            }
+        }
+    }
+}
+
+/// What the CPUs had done at one moment: the machine's busy and total time from
+/// `/proc/stat` (every process counts: the clients on the same box, a noisy neighbour), or,
+/// where that cannot be read, this process's CPU time.
+struct CpuSample {
+    at: Instant,
+    /// Machine-wide (busy, total) clock ticks, if `/proc/stat` was readable.
+    machine: Option<(u64, u64)>,
+    process: Duration,
+}
+
+impl CpuSample {
+    fn take(at: Instant) -> Self {
+        let machine = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|stat| parse_proc_stat(&stat));
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        let process = Duration::new(
+            u64::try_from(t.tv_sec).unwrap_or(0),
+            u32::try_from(t.tv_nsec).unwrap_or(0),
+        );
+        Self {
+            at,
+            machine,
+            process,
+        }
+    }
+
+    /// The fraction of the CPU time between `before` and this sample that was used.
+    fn busy_since(&self, before: &CpuSample, cores: f64) -> f64 {
+        if let (Some((busy, total)), Some((busy0, total0))) = (self.machine, before.machine)
+            && total > total0
+        {
+            return busy.saturating_sub(busy0) as f64 / (total - total0) as f64;
+        }
+        let wall = self.at.duration_since(before.at).as_secs_f64() * cores;
+        self.process.saturating_sub(before.process).as_secs_f64() / wall.max(f64::EPSILON)
+    }
+}
+
+/// (busy, total) ticks of all CPUs from `/proc/stat`'s first line (`cpu user nice system idle
+/// iowait irq softirq steal …`): idle and iowait are idle; time stolen by the hypervisor is
+/// busy (it was not available).
+fn parse_proc_stat(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .take(8)
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks.try_into().ok()?;
+    let busy = user + nice + system + irq + softirq + steal;
+    Some((busy, busy + idle + iowait))
 }
 
 /// The slot one invocation holds while it runs a slice past its first tick.
 #[derive(Clone)]
 pub(crate) struct CpuSlot {
     app: Arc<Semaphore>,
+    governor: Arc<Governor>,
     held: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
 }
 
 impl CpuSlot {
-    pub(crate) fn new(app: Arc<Semaphore>) -> Self {
+    pub(crate) fn new(share: &AppShare) -> Self {
         Self {
-            app,
+            app: share.cpu.clone(),
+            governor: share.governor.clone(),
             held: Arc::new(Mutex::new(None)),
         }
     }
 
     /// Takes one of the app's slots for the guest's first slice (held until its first tick or
-    /// its end, like any later slice): how a CPU-heavy app's short requests are held to its
-    /// slots.
+    /// its end, like any later slice): how a heavy or throttled app's short requests are held
+    /// to its slots.
     pub(crate) async fn first_slice(&self) {
         let permit = self.app.clone().acquire_owned().await.ok();
-        *self.lock() = permit;
+        *lock(&self.held) = permit;
     }
 
     /// Called at a tick: gives the slot back and returns the future that queues for one
-    /// again, then yields, so the runtime runs something else before the next slice.
+    /// again (only while the machine is contended), then yields, so the runtime runs
+    /// something else before the next slice.
     pub(crate) fn next_slice(
         &self,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        drop(self.lock().take());
+        drop(lock(&self.held).take());
+        if !self.governor.is_contended() {
+            return Box::pin(tokio::task::yield_now());
+        }
         let app = self.app.clone();
         let held = self.held.clone();
         Box::pin(async move {
             let permit = app.acquire_owned().await.ok();
-            *held
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = permit;
+            *lock(&held) = permit;
             tokio::task::yield_now().await;
         })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<OwnedSemaphorePermit>> {
-        self.held
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -184,8 +408,8 @@ mod tests {
     #[tokio::test]
     async fn a_heavy_apps_first_slices_take_its_slots() {
         let share = FairShare::new(1, 10).app("t", "a");
-        let first = CpuSlot::new(share.cpu.clone());
-        let second = CpuSlot::new(share.cpu.clone());
+        let first = CpuSlot::new(&share);
+        let second = CpuSlot::new(&share);
         first.first_slice().await;
         let waiting = tokio::time::timeout(Duration::from_millis(50), second.first_slice()).await;
         assert!(waiting.is_err(), "one slot: the second waits");
@@ -193,5 +417,97 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), second.first_slice())
             .await
             .unwrap();
+    }
+
+    #[test]
+    fn only_a_saturated_machine_with_two_active_apps_throttles_the_one_over_its_share() {
+        let fair = FairShare::new(1, 10);
+        let governor = fair.governor();
+        let flood = fair.app("t", "flood");
+        let victim = fair.app("t", "victim");
+        let window = |flood_us: u64, victim_us: u64, busy: f64| {
+            flood.add_cpu(Duration::from_micros(flood_us));
+            if victim_us > 0 {
+                victim.add_cpu(Duration::from_micros(victim_us));
+            }
+            governor.rebalance(busy);
+        };
+        // Alone on a saturated machine: the flood may use every core.
+        window(30_000, 0, 1.0);
+        assert!(!governor.is_contended() && !flood.waits_for_a_slot());
+        // Another app is active: the flood takes 30 ms of guest CPU against the victim's 2 ms.
+        window(30_000, 2_000, 1.0);
+        assert!(governor.is_contended());
+        assert!(flood.is_throttled() && flood.waits_for_a_slot());
+        assert!(!victim.is_throttled() && !victim.waits_for_a_slot());
+        // The victim idles between requests and is still owed its share.
+        window(30_000, 0, 1.0);
+        assert!(flood.waits_for_a_slot());
+        // The machine has spare capacity: nobody waits, however uneven the use.
+        window(30_000, 2_000, 0.5);
+        assert!(!governor.is_contended() && !flood.waits_for_a_slot());
+        // Saturated, but an even split: nobody is over its share.
+        window(10_000, 9_000, 1.0);
+        assert!(governor.is_contended() && !flood.is_throttled() && !victim.is_throttled());
+    }
+
+    #[test]
+    fn an_idle_app_stops_counting_and_comes_back_when_it_runs_again() {
+        let fair = FairShare::new(1, 10);
+        let governor = fair.governor();
+        let flood = fair.app("t", "flood");
+        let victim = fair.app("t", "victim");
+        victim.add_cpu(Duration::from_micros(100));
+        let windows = (ACTIVE_FOR.as_millis() / WINDOW.as_millis()) as usize + 2;
+        for _ in 0..windows {
+            flood.add_cpu(Duration::from_millis(30));
+            governor.rebalance(1.0);
+        }
+        // The victim has been idle for longer than ACTIVE_FOR: the flood is alone again.
+        assert!(!governor.is_contended() && !flood.is_throttled());
+        assert_eq!(lock(&governor.active).len(), 1);
+        victim.add_cpu(Duration::from_micros(100));
+        flood.add_cpu(Duration::from_millis(30));
+        governor.rebalance(1.0);
+        assert!(governor.is_contended() && flood.is_throttled());
+    }
+
+    #[test]
+    fn proc_stat_counts_stolen_time_as_busy_and_iowait_as_idle() {
+        let stat = "cpu  100 5 20 800 50 1 2 22 0 0\ncpu0 50 2 10 400 25 0 1 11 0 0\n";
+        assert_eq!(parse_proc_stat(stat), Some((150, 1000)));
+        assert_eq!(parse_proc_stat("intr 1 2 3\n"), None);
+        let before = CpuSample {
+            at: Instant::now(),
+            machine: Some((150, 1000)),
+            process: Duration::ZERO,
+        };
+        let after = CpuSample {
+            machine: Some((240, 1100)),
+            ..CpuSample::take(Instant::now())
+        };
+        assert!((after.busy_since(&before, 2.0) - 0.9).abs() < 1e-9);
+        // A real sample reads the machine, and the machine is between idle and saturated.
+        let first = CpuSample::take(Instant::now());
+        assert!(first.machine.is_some(), "/proc/stat unreadable");
+        std::thread::sleep(Duration::from_millis(30));
+        let busy = CpuSample::take(Instant::now()).busy_since(&first, 2.0);
+        assert!((0.0..=1.0).contains(&busy), "{busy}");
+    }
+
+    #[tokio::test]
+    async fn ticks_queue_for_a_slot_only_on_a_contended_machine() {
+        let fair = FairShare::new(1, 10);
+        let share = fair.app("t", "a");
+        let holder = CpuSlot::new(&share);
+        holder.first_slice().await;
+        let other = CpuSlot::new(&share);
+        // Not contended: the next slice only yields, though the only slot is taken.
+        tokio::time::timeout(Duration::from_secs(5), other.next_slice())
+            .await
+            .unwrap();
+        fair.governor().contended.store(true, Ordering::Relaxed);
+        let waiting = tokio::time::timeout(Duration::from_millis(50), other.next_slice()).await;
+        assert!(waiting.is_err(), "contended: it waits for the slot");
     }
 }

@@ -272,9 +272,9 @@ impl HttpFunction {
             // the guest is done, body included.
             let _busy = (busy, budget);
             let slot = store.data().cpu_slot.clone();
-            let heavy = share.is_heavy();
+            let wait = share.waits_for_a_slot();
             let run = async {
-                if heavy {
+                if wait {
                     slot.first_slice().await;
                 }
                 let proxy = pre

@@ -212,7 +212,7 @@ impl FunctionRuntime {
                 used_ticks: 0,
                 exhausted: false,
             },
-            cpu_slot: crate::fair::CpuSlot::new(self.share.cpu.clone()),
+            cpu_slot: crate::fair::CpuSlot::new(&self.share),
         };
         let mut store = Store::new(self.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limits);

@@ -18,7 +18,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use nimbus_metering::{Outcome, RECORD_VERSION, TriggerKind, UsageRecord, UsageSink};
+use nimbus_metering::{Outcome, RECORD_VERSION, UsageRecord, UsageSink};
 use wasmtime::{ResourceLimiter, StoreLimits};
 
 use crate::error::InvokeError;
@@ -32,15 +32,10 @@ pub struct UsageMeter(Option<Arc<Pending>>);
 
 struct Pending {
     sink: Arc<dyn UsageSink>,
-    invocation_id: Arc<str>,
-    request_id: Arc<str>,
-    tenant: Arc<str>,
-    app: Arc<str>,
-    function: Arc<str>,
-    version: u64,
-    memory_mb: u32,
-    trigger: TriggerKind,
-    start_unix_ms: u64,
+    /// The record, with what is known at the start filled in; completed and sent (moved, not
+    /// cloned: its names are reference counts that two worker threads would fight over) when
+    /// the last holder lets go.
+    record: Option<UsageRecord>,
     started: Instant,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
@@ -95,15 +90,26 @@ impl UsageMeter {
             .map_or(0, |d| d.as_millis() as u64);
         Self(Some(Arc::new(Pending {
             sink: sink.clone(),
-            invocation_id: invocation.invocation_id.clone(),
-            request_id: invocation.request_id.clone(),
-            tenant: names.tenant.clone(),
-            app: names.app.clone(),
-            function: names.function.clone(),
-            version: spec.version,
-            memory_mb: spec.limits.memory_mb,
-            trigger: invocation.trigger,
-            start_unix_ms,
+            record: Some(UsageRecord {
+                v: RECORD_VERSION,
+                invocation_id: invocation.invocation_id.clone(),
+                request_id: invocation.request_id.clone(),
+                tenant: names.tenant.clone(),
+                app: names.app.clone(),
+                function: names.function.clone(),
+                version: spec.version,
+                trigger: invocation.trigger,
+                start_unix_ms,
+                duration_us: 0,
+                billed_ms: 0,
+                memory_mb: spec.limits.memory_mb,
+                peak_memory_bytes: 0,
+                cpu_us: 0,
+                bytes_in: 0,
+                bytes_out: 0,
+                outcome: Outcome::Error,
+                cold_start: false,
+            }),
             started: Instant::now(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
@@ -182,9 +188,10 @@ impl UsageMeter {
         }
     }
 
-    /// Runs `fut`, adding the time spent in its polls to the invocation's CPU time and, when
-    /// it ends or is dropped (a timeout), to its app's recent CPU use (which decides whether
-    /// the app's next invocations queue for a CPU slot, see `fair`).
+    /// Runs `fut`, adding the time spent in its polls to the invocation's CPU time and to its
+    /// app's use in the governor's window, and, when it ends or is dropped (a timeout), to the
+    /// app's moving average per invocation (both decide whether the app's next invocations
+    /// queue for a CPU slot, see `fair`).
     pub(crate) async fn timed<F: Future>(&self, share: &AppShare, fut: F) -> F::Output {
         struct Tally<'a> {
             meter: &'a UsageMeter,
@@ -206,7 +213,9 @@ impl UsageMeter {
         std::future::poll_fn(|cx| {
             let started = Instant::now();
             let result = fut.as_mut().poll(cx);
-            tally.total += started.elapsed();
+            let used = started.elapsed();
+            tally.total += used;
+            share.add_cpu(used);
             result
         })
         .await
@@ -227,31 +236,23 @@ pub(crate) fn outcome_of(err: &InvokeError) -> Outcome {
 
 impl Drop for Pending {
     fn drop(&mut self) {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
         let outcome = OUTCOMES
             .get(usize::from(self.outcome.load(Ordering::Relaxed)))
             .copied()
             .unwrap_or(Outcome::Error);
         let duration_us = self.started.elapsed().as_micros() as u64;
-        self.sink.record(UsageRecord {
-            v: RECORD_VERSION,
-            invocation_id: self.invocation_id.clone(),
-            request_id: self.request_id.clone(),
-            tenant: self.tenant.clone(),
-            app: self.app.clone(),
-            function: self.function.clone(),
-            version: self.version,
-            trigger: self.trigger,
-            start_unix_ms: self.start_unix_ms,
-            duration_us,
-            billed_ms: UsageRecord::billed_ms_for(duration_us, outcome),
-            memory_mb: self.memory_mb,
-            peak_memory_bytes: self.peak_memory.load(Ordering::Relaxed),
-            cpu_us: self.cpu_ns.load(Ordering::Relaxed) / 1000,
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            bytes_out: self.bytes_out.load(Ordering::Relaxed),
-            outcome,
-            cold_start: self.cold_start.load(Ordering::Relaxed),
-        });
+        record.duration_us = duration_us;
+        record.billed_ms = UsageRecord::billed_ms_for(duration_us, outcome);
+        record.peak_memory_bytes = self.peak_memory.load(Ordering::Relaxed);
+        record.cpu_us = self.cpu_ns.load(Ordering::Relaxed) / 1000;
+        record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        record.bytes_out = self.bytes_out.load(Ordering::Relaxed);
+        record.outcome = outcome;
+        record.cold_start = self.cold_start.load(Ordering::Relaxed);
+        self.sink.record(record);
     }
 }
 
@@ -373,6 +374,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nimbus_metering::TriggerKind;
     use std::sync::Mutex;
 
     #[derive(Default)]

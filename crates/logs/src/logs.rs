@@ -1,15 +1,14 @@
-//! The log sink: lines go into a bounded channel (never blocking the guest), a writer thread
-//! stores them in batches and applies retention, and live followers get each line as it comes.
+//! The log sink: lines go into a bounded queue (never blocking the guest), a writer thread
+//! (a [`nimbus_redb::Batcher`]) stores them in batches and applies retention, and live
+//! followers get each line as it comes.
 //!
-//! As in the usage meter, the writer sleeps and drains instead of blocking in `recv`, so a
-//! line costs its sender no wake-up. A line is durable at most 50 ms plus a commit after it was
-//! written; followers see it at once (before it is stored).
+//! A line is durable at most 50 ms plus a commit after it was written; followers see it at
+//! once (before it is stored).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use nimbus_redb::{BatchConfig, BatchStore, Batcher};
 use tokio::sync::broadcast;
 
 use crate::LogSink;
@@ -22,7 +21,6 @@ const CHANNEL_CAPACITY: usize = 65_536;
 /// Lines a slow follower may lag behind before it misses some (it is told how many).
 const FOLLOW_BUFFER: usize = 4096;
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
-const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// How long and how much the store keeps.
 #[derive(Debug, Clone, Copy)]
@@ -49,48 +47,59 @@ pub struct LogCounts {
     pub accepted: u64,
     /// Lines stored.
     pub written: u64,
-    /// Lines lost (a full channel or a failed write).
+    /// Lines lost (a full queue or a failed write).
     pub lost: u64,
-}
-
-#[derive(Default)]
-struct Stats {
-    accepted: AtomicU64,
-    written: AtomicU64,
-    lost: AtomicU64,
 }
 
 /// The log sink over a [`LogDb`].
 pub struct Logs {
-    tx: arc_swap::ArcSwapOption<SyncSender<LogLine>>,
+    batcher: Batcher<LogLine>,
     live: broadcast::Sender<Arc<LogLine>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    stats: Arc<Stats>,
     db: LogDb,
+}
+
+/// The writer's side: the store and its retention.
+struct Writing {
+    db: LogDb,
+    retention: Retention,
+}
+
+impl BatchStore<LogLine> for Writing {
+    type Error = LogError;
+
+    fn append(&mut self, batch: &[LogLine]) -> Result<(), LogError> {
+        self.db.append(batch)
+    }
+
+    fn prune(&mut self) -> Result<u64, LogError> {
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let before = now_ms.saturating_sub(self.retention.max_age.as_millis() as u64);
+        self.db.prune(before, self.retention.max_bytes)
+    }
 }
 
 impl Logs {
     /// Starts the writer thread over `db`.
     pub fn start(db: LogDb, retention: Retention) -> Result<Self, LogError> {
-        let (tx, rx) = mpsc::sync_channel(CHANNEL_CAPACITY);
-        let stats = Arc::new(Stats::default());
-        let writer = Writer {
+        let writing = Writing {
             db: db.clone(),
-            rx,
-            stats: stats.clone(),
             retention,
-            last_prune: None,
-            last_error_log: None,
         };
-        let handle = std::thread::Builder::new()
-            .name("nimbus-logs".into())
-            .spawn(move || writer.run())
+        let config = BatchConfig {
+            thread: "nimbus-logs",
+            what: "function log lines",
+            on_failure: "lines are dropped until the store recovers",
+            flush_every: FLUSH_INTERVAL,
+            capacity: CHANNEL_CAPACITY,
+            prune_every: PRUNE_EVERY,
+        };
+        let batcher = Batcher::start(writing, config)
             .map_err(|e| LogError::Store(format!("cannot start the log writer: {e}")))?;
         Ok(Self {
-            tx: arc_swap::ArcSwapOption::from_pointee(tx),
+            batcher,
             live: broadcast::channel(FOLLOW_BUFFER).0,
-            writer: Mutex::new(Some(handle)),
-            stats,
             db,
         })
     }
@@ -107,114 +116,26 @@ impl Logs {
 
     /// What happened to lines so far.
     pub fn counts(&self) -> LogCounts {
+        let c = self.batcher.counts();
         LogCounts {
-            accepted: self.stats.accepted.load(Ordering::Relaxed),
-            written: self.stats.written.load(Ordering::Relaxed),
-            lost: self.stats.lost.load(Ordering::Relaxed),
+            accepted: c.accepted,
+            written: c.written,
+            lost: c.lost,
         }
     }
 
     /// Stores what is queued and stops the writer; later lines are counted as lost.
     pub fn close(&self) {
-        drop(self.tx.swap(None));
-        let handle = self
-            .writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(handle) = handle {
-            let _ = handle.join();
-        }
+        self.batcher.close();
     }
 }
 
 impl LogSink for Logs {
     fn log(&self, line: LogLine) {
-        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         if self.live.receiver_count() > 0 {
             let _ = self.live.send(Arc::new(line.clone()));
         }
-        let guard = self.tx.load();
-        let sent = match guard.as_deref() {
-            Some(tx) => match tx.try_send(line) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-            },
-            None => false,
-        };
-        if !sent {
-            self.stats.lost.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Drop for Logs {
-    fn drop(&mut self) {
-        self.close();
-    }
-}
-
-struct Writer {
-    db: LogDb,
-    rx: mpsc::Receiver<LogLine>,
-    stats: Arc<Stats>,
-    retention: Retention,
-    last_prune: Option<Instant>,
-    last_error_log: Option<Instant>,
-}
-
-impl Writer {
-    fn run(mut self) {
-        let mut batch = Vec::new();
-        loop {
-            std::thread::sleep(FLUSH_INTERVAL);
-            let open = loop {
-                match self.rx.try_recv() {
-                    Ok(line) => batch.push(line),
-                    Err(TryRecvError::Empty) => break true,
-                    Err(TryRecvError::Disconnected) => break false,
-                }
-            };
-            if !batch.is_empty() {
-                let n = batch.len() as u64;
-                match self.db.append(&batch) {
-                    Ok(()) => {
-                        self.stats.written.fetch_add(n, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        self.stats.lost.fetch_add(n, Ordering::Relaxed);
-                        let due = self
-                            .last_error_log
-                            .is_none_or(|at| at.elapsed() >= ERROR_LOG_EVERY);
-                        if due {
-                            self.last_error_log = Some(Instant::now());
-                            tracing::error!(error = %e, "function log lines could not be stored");
-                        }
-                    }
-                }
-                batch.clear();
-            }
-            self.maybe_prune();
-            if !open {
-                return;
-            }
-        }
-    }
-
-    fn maybe_prune(&mut self) {
-        if self.last_prune.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
-            return;
-        }
-        self.last_prune = Some(Instant::now());
-        let now_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let before = now_ms.saturating_sub(self.retention.max_age.as_millis() as u64);
-        match self.db.prune(before, self.retention.max_bytes) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(lines = n, "pruned old function log lines"),
-            Err(e) => tracing::warn!(error = %e, "pruning function logs failed"),
-        }
+        self.batcher.push(line);
     }
 }
 

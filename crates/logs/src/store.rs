@@ -101,7 +101,7 @@ impl LogDb {
     }
 
     fn db(&self) -> Result<Arc<Database>, LogError> {
-        self.db.get().ok_or_else(closed)
+        self.db.read(closed)
     }
 
     /// Moves the rows of a store written before batching into batches, in one transaction.

@@ -31,7 +31,7 @@ pub mod rollup;
 pub mod store;
 
 pub use error::MeteringError;
-pub use meter::{Meter, MeterCounts, MeterStats};
+pub use meter::{Meter, MeterCounts};
 pub use metrics::Metrics;
 pub use price::PriceTable;
 pub use record::{Outcome, RECORD_VERSION, TriggerKind, UsageRecord};

@@ -96,7 +96,7 @@ impl UsageDb {
     }
 
     fn db(&self) -> Result<Arc<Database>, MeteringError> {
-        self.db.get().ok_or_else(closed)
+        self.db.read(closed)
     }
 
     fn write<T>(

@@ -25,6 +25,7 @@ mod isolation;
 mod kv;
 mod logs;
 mod objects;
+mod prometheus;
 mod queues;
 mod scaling;
 mod secrets;

@@ -1,0 +1,348 @@
+//! A batching writer: items from hot paths go into a bounded in-memory queue, and one thread
+//! writes them to a [`BatchStore`] every [`BatchConfig::flush_every`].
+//!
+//! ```text
+//! hot path ─► Batcher::push ─► Mutex<Vec<T>> (bounded) ─swap─► writer thread: every
+//!             (never waits;     one lock, one move                flush_every, one append;
+//!              full: lost)                                        prune every prune_every
+//! ```
+//!
+//! The writer sleeps and swaps the whole queue out instead of being woken per item: a sender
+//! finding a receiver blocked in `recv` must wake it (a futex call and a context switch per
+//! item, measured at ~10% of the minimal component's throughput), while a push is one
+//! uncontended lock and a move.
+//!
+//! **Durability window.** An item is durable once its batch is appended: at most
+//! `flush_every` plus one append (a commit) after it was pushed.
+//!
+//! **A failing store** (a full disk) never blocks or fails the pushers: the batch is dropped,
+//! its items are counted as lost, an error is logged (at most once a minute), and the next
+//! batch tries again.
+
+use std::fmt::Display;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Errors of a failing store are logged at most this often.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Where a [`Batcher`] writes.
+pub trait BatchStore<T>: Send + 'static {
+    /// The store's error.
+    type Error: Display;
+
+    /// Appends one batch, all or nothing.
+    fn append(&mut self, batch: &[T]) -> Result<(), Self::Error>;
+
+    /// Applies the store's retention; returns how many items it dropped.
+    fn prune(&mut self) -> Result<u64, Self::Error>;
+}
+
+/// How a [`Batcher`] runs.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// The writer thread's name.
+    pub thread: &'static str,
+    /// What the items are, for the log ("usage records").
+    pub what: &'static str,
+    /// What a failed write means for users, for the log.
+    pub on_failure: &'static str,
+    /// How long items gather before a batch is written.
+    pub flush_every: Duration,
+    /// Items waiting for the writer at most; past this they are counted as lost.
+    pub capacity: usize,
+    /// How often [`BatchStore::prune`] runs (first at the first flush).
+    pub prune_every: Duration,
+}
+
+/// What happened to items so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchCounts {
+    /// Items pushed.
+    pub accepted: u64,
+    /// Items appended to the store.
+    pub written: u64,
+    /// Items lost: the queue was full or closed, or their batch could not be written.
+    pub lost: u64,
+    /// Batches that failed to be written.
+    pub failed_batches: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    accepted: AtomicU64,
+    written: AtomicU64,
+    lost: AtomicU64,
+    failed_batches: AtomicU64,
+}
+
+struct Queue<T> {
+    items: Mutex<Vec<T>>,
+    open: AtomicBool,
+    capacity: usize,
+}
+
+/// The pushing side; the writer thread runs until [`Batcher::close`] (or drop).
+pub struct Batcher<T> {
+    queue: Arc<Queue<T>>,
+    stats: Arc<Stats>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<T> Batcher<T> {
+    /// What happened to items so far.
+    pub fn counts(&self) -> BatchCounts {
+        BatchCounts {
+            accepted: self.stats.accepted.load(Ordering::Relaxed),
+            written: self.stats.written.load(Ordering::Relaxed),
+            lost: self.stats.lost.load(Ordering::Relaxed),
+            failed_batches: self.stats.failed_batches.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Writes what is queued and stops the writer; later items are counted as lost.
+    pub fn close(&self) {
+        {
+            // Under the lock: a push either lands before the final drain or sees it closed.
+            let _items = lock(&self.queue.items);
+            self.queue.open.store(false, Ordering::Relaxed);
+        }
+        if let Some(handle) = lock(&self.writer).take() {
+            handle.thread().unpark();
+            let _ = handle.join();
+        }
+    }
+}
+
+impl<T> Drop for Batcher<T> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl<T: Send + 'static> Batcher<T> {
+    /// Starts the writer thread over `store`.
+    pub fn start<S: BatchStore<T>>(store: S, config: BatchConfig) -> std::io::Result<Self> {
+        let queue = Arc::new(Queue {
+            items: Mutex::new(Vec::new()),
+            open: AtomicBool::new(true),
+            capacity: config.capacity,
+        });
+        let stats = Arc::new(Stats::default());
+        let writer = Writer {
+            store,
+            queue: queue.clone(),
+            stats: stats.clone(),
+            last_prune: None,
+            last_error_log: None,
+            config,
+        };
+        let handle = std::thread::Builder::new()
+            .name(writer.config.thread.into())
+            .spawn(move || writer.run())?;
+        Ok(Self {
+            queue,
+            stats,
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Queues one item; never waits. Returns whether it was taken (else it is counted lost).
+    pub fn push(&self, item: T) -> bool {
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let taken = {
+            let mut items = lock(&self.queue.items);
+            let room = self.queue.open.load(Ordering::Relaxed) && items.len() < self.queue.capacity;
+            if room {
+                items.push(item);
+            }
+            room
+        };
+        if !taken {
+            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+}
+
+struct Writer<T, S> {
+    store: S,
+    queue: Arc<Queue<T>>,
+    stats: Arc<Stats>,
+    last_prune: Option<Instant>,
+    last_error_log: Option<Instant>,
+    config: BatchConfig,
+}
+
+impl<T, S: BatchStore<T>> Writer<T, S> {
+    fn run(mut self) {
+        let mut batch = Vec::new();
+        loop {
+            // `close` unparks the thread, so shutting down does not wait out the interval.
+            std::thread::park_timeout(self.config.flush_every);
+            let open = {
+                let mut items = lock(&self.queue.items);
+                std::mem::swap(&mut *items, &mut batch);
+                self.queue.open.load(Ordering::Relaxed)
+            };
+            if !batch.is_empty() {
+                self.flush(&batch);
+                batch.clear();
+            }
+            self.maybe_prune();
+            if !open {
+                return;
+            }
+        }
+    }
+
+    fn flush(&mut self, batch: &[T]) {
+        let n = batch.len() as u64;
+        match self.store.append(batch) {
+            Ok(()) => {
+                self.stats.written.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.stats.lost.fetch_add(n, Ordering::Relaxed);
+                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                let due = self
+                    .last_error_log
+                    .is_none_or(|at| at.elapsed() >= ERROR_LOG_EVERY);
+                if due {
+                    self.last_error_log = Some(Instant::now());
+                    let lost = self.stats.lost.load(Ordering::Relaxed);
+                    tracing::error!(error = %e, lost, "{} could not be written; {}", self.config.what, self.config.on_failure);
+                }
+            }
+        }
+    }
+
+    fn maybe_prune(&mut self) {
+        if self
+            .last_prune
+            .is_some_and(|at| at.elapsed() < self.config.prune_every)
+        {
+            return;
+        }
+        self.last_prune = Some(Instant::now());
+        match self.store.prune() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "pruned old {}", self.config.what),
+            Err(e) => tracing::warn!(error = %e, "pruning {} failed", self.config.what),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keeps batches in memory; fails while `full` is set, as a full disk does.
+    #[derive(Clone, Default)]
+    struct Memory {
+        kept: Arc<Mutex<Vec<u64>>>,
+        batches: Arc<AtomicU64>,
+        full: Arc<AtomicBool>,
+    }
+
+    impl BatchStore<u64> for Memory {
+        type Error = String;
+
+        fn append(&mut self, batch: &[u64]) -> Result<(), String> {
+            if self.full.load(Ordering::SeqCst) {
+                return Err("No space left on device (os error 28)".into());
+            }
+            self.batches.fetch_add(1, Ordering::SeqCst);
+            lock(&self.kept).extend_from_slice(batch);
+            Ok(())
+        }
+
+        fn prune(&mut self) -> Result<u64, String> {
+            Ok(0)
+        }
+    }
+
+    fn config(capacity: usize) -> BatchConfig {
+        BatchConfig {
+            thread: "test-batcher",
+            what: "test items",
+            on_failure: "they are lost",
+            flush_every: Duration::from_millis(50),
+            capacity,
+            prune_every: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn items_are_written_in_batches_in_order_and_close_flushes() {
+        let store = Memory::default();
+        let batcher = Batcher::start(store.clone(), config(10_000)).unwrap();
+        for i in 0..1000 {
+            assert!(batcher.push(i));
+        }
+        batcher.close();
+        assert_eq!(*lock(&store.kept), (0..1000).collect::<Vec<_>>());
+        assert!(
+            store.batches.load(Ordering::SeqCst) <= 2,
+            "one batch, or two"
+        );
+        let counts = batcher.counts();
+        assert_eq!(
+            (counts.accepted, counts.written, counts.lost),
+            (1000, 1000, 0)
+        );
+        // After close, items are counted, not kept.
+        assert!(!batcher.push(1000));
+        assert_eq!(batcher.counts().lost, 1);
+    }
+
+    #[test]
+    fn past_capacity_items_are_counted_lost_not_queued() {
+        let store = Memory::default();
+        store.full.store(true, Ordering::SeqCst);
+        let config = BatchConfig {
+            // The writer drains only at close.
+            flush_every: Duration::from_secs(3600),
+            ..config(10)
+        };
+        let batcher = Batcher::start(store.clone(), config).unwrap();
+        let taken = (0..100).filter(|i| batcher.push(*i)).count();
+        assert_eq!(taken, 10);
+        assert_eq!(batcher.counts().lost, 90);
+        // Closing writes the ten, and the full store loses them too.
+        batcher.close();
+        assert_eq!(batcher.counts().lost, 100);
+    }
+
+    #[test]
+    fn a_failing_store_loses_batches_counts_them_and_recovers() {
+        let store = Memory::default();
+        store.full.store(true, Ordering::SeqCst);
+        let batcher = Batcher::start(store.clone(), config(10_000)).unwrap();
+        for i in 0..10 {
+            batcher.push(i);
+        }
+        let started = Instant::now();
+        while batcher.counts().lost < 10 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "writer never tried"
+            );
+            std::thread::yield_now();
+        }
+        assert_eq!(batcher.counts().failed_batches, 1);
+        store.full.store(false, Ordering::SeqCst);
+        for i in 10..15 {
+            batcher.push(i);
+        }
+        batcher.close();
+        let counts = batcher.counts();
+        assert_eq!((counts.lost, counts.written), (10, 5));
+        assert_eq!(*lock(&store.kept), vec![10, 11, 12, 13, 14]);
+    }
+}
