@@ -11,8 +11,8 @@ Usage (from the repository root):
 the log store is exercised too (--no-metering turns off usage records, metrics and the log
 store). `trace` is the C hello with tracing on (--otlp-endpoint, every trace sampled, to an
 OTLP receiver in this script that reads and discards the exports, on the same machine) against
-tracing off, both metered. Reports each round and the median requests/s of each side; target:
-<= 3% for metering.
+tracing off, both metered. Reports each round, the median requests/s and server CPU per request of each side, and the
+median of the per-round CPU differences; target: <= 3% for metering.
 Also checks that the metered side recorded every request it served. Builds Nimbus (release)
 and the guests first. Needs wrk (Debian).
 """
@@ -76,6 +76,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--only", default="c,js,log")
+    ap.add_argument("--aa", action="store_true",
+                    help="A/A run: both sides with metering off, to see the bench's own noise")
     args = ap.parse_args()
     only = args.only.split(",")
     guests = build([g for g in only if g not in ("log", "trace")])
@@ -97,6 +99,8 @@ def main():
         else:
             on_args, off_args = [], ["--no-metering"]
             names = ("metering on", "metering off")
+            if args.aa:
+                on_args, names = ["--no-metering"], ("off (A)", "off (B)")
         metered = Nimbus(extra_args=["--s3-listen", "127.0.0.1:0", *on_args]).start()
         plain = Nimbus(extra_args=["--s3-listen", "127.0.0.1:0", *off_args]).start()
         try:
@@ -107,7 +111,8 @@ def main():
             for n in (metered, plain):
                 wrk(f"http://127.0.0.1:{n.port}{route}", 2, args.connections)
             time.sleep(0.5)  # let the warm-up's records land first
-            before, _ = usage_total(metered)
+            metered_api = not (args.aa and key != "trace")
+            before, _ = usage_total(metered) if metered_api else (0, None)
             served = 0
             results = {names[0]: [], names[1]: []}
             for r in range(args.rounds):
@@ -125,23 +130,32 @@ def main():
                           f"{res['cpu_us']:6.1f} CPU µs/req  "
                           f"p50 {res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms", flush=True)
             time.sleep(0.5)  # the meter's flush window
-            after, counts = usage_total(metered)
+            after, counts = usage_total(metered) if metered_api else (0, {"lost": "-"})
             on = statistics.median(x["rps"] for x in results[names[0]])
             off = statistics.median(x["rps"] for x in results[names[1]])
             cpu_on = statistics.median(x["cpu_us"] for x in results[names[0]])
             cpu_off = statistics.median(x["cpu_us"] for x in results[names[1]])
-            summary.append((label, on, off, cpu_on, cpu_off, after - before, served, counts))
+            # Each round's two sides ran back to back, under much the same neighbours' load:
+            # the median of the per-round differences is steadier than the difference of the
+            # medians.
+            paired = statistics.median(
+                (a["cpu_us"] - b["cpu_us"]) / b["cpu_us"] * 100
+                for a, b in zip(results[names[0]], results[names[1]]))
+            summary.append((label, on, off, cpu_on, cpu_off, paired, after - before, served,
+                            counts))
         finally:
             metered.stop()
             plain.stop()
 
     print(f"\n{'guest':<34} {'on req/s':>10} {'off req/s':>10} {'cost':>7}  "
-          f"{'CPU µs/req on':>14} {'off':>6} {'cost':>7}   records / ~served  lost")
-    for label, on, off, cpu_on, cpu_off, recorded, served, counts in summary:
+          f"{'CPU µs/req on':>14} {'off':>6} {'cost':>7} {'paired':>7}   records / ~served  lost")
+    for label, on, off, cpu_on, cpu_off, paired, recorded, served, counts in summary:
         cost = (off - on) / off * 100
         cpu_cost = (cpu_on - cpu_off) / cpu_off * 100
         print(f"{label:<34} {on:>10.0f} {off:>10.0f} {cost:>6.1f}%  {cpu_on:>14.1f} {cpu_off:>6.1f} "
-              f"{cpu_cost:>6.1f}%   {recorded} / ~{served}  {counts['lost']}")
+              f"{cpu_cost:>6.1f}% {paired:>6.1f}%   {recorded} / ~{served}  {counts['lost']}")
+    print("\ncost: of the median req/s; CPU cost: of the median server CPU per request; paired: "
+          "median over rounds of that round's CPU difference")
     if Sink.received:
         print(f"\nOTLP receiver got {Sink.received} bytes of exports")
     print(f"\nbinary: {NIMBUS}")

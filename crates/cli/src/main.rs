@@ -6,6 +6,12 @@ use nimbus_cli::args::{Cli, Command};
 use nimbus_cli::client::{ApiError, Unreachable};
 use nimbus_cli::commands;
 
+/// mimalloc instead of glibc's malloc: records, log lines and request ids are allocated on the
+/// runtime's workers and freed on the writer threads, a cross-thread free that glibc pays for
+/// with arena locks and that keeps the workers' caches empty (BENCHMARKS.md, metering).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
