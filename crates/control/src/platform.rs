@@ -301,6 +301,17 @@ impl Platform {
     pub async fn metrics_snapshot(&self) -> nimbus_metering::metrics::Snapshot {
         use nimbus_metering::metrics::{FunctionGauge, QueueGauge};
         let mut snapshot = nimbus_metering::metrics::Snapshot::default();
+        let shares = self.engine.cpu_shares();
+        snapshot.cpu_contended = Some(shares.contended);
+        snapshot.apps = shares
+            .apps
+            .into_iter()
+            .filter(|a| a.tenant == DEFAULT_TENANT)
+            .map(|a| nimbus_metering::metrics::AppGauge {
+                app: a.app,
+                throttled: a.throttled,
+            })
+            .collect();
         let apps: Vec<String> =
             {
                 let live = self.live.lock().await;

@@ -183,6 +183,11 @@ impl Engine {
         &self.inner.fair
     }
 
+    /// What the fair-share governor decided in its last window (for `/metrics`).
+    pub fn cpu_shares(&self) -> crate::fair::CpuShares {
+        self.inner.fair.governor().report()
+    }
+
     /// Loads a component: from the artifact cache if it holds one, else by compiling it (and
     /// storing the result). CPU-heavy on a miss: call it from a blocking task.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, EngineError> {

@@ -89,8 +89,32 @@ pub(crate) struct AppShare {
     governor: Arc<Governor>,
 }
 
+/// What the governor decided in its last window, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct CpuShares {
+    /// Whether the machine is contended (CPU slots apply; see the module docs).
+    pub contended: bool,
+    /// The apps active within the last second.
+    pub apps: Vec<AppCpuShare>,
+}
+
+/// One active app as the governor sees it.
+#[derive(Debug, Clone)]
+pub struct AppCpuShare {
+    /// The tenant.
+    pub tenant: String,
+    /// The app.
+    pub app: String,
+    /// Over its share on a contended machine: its invocations queue for a CPU slot.
+    pub throttled: bool,
+    /// Its invocations average ≥ [`HEAVY_CPU`] of CPU.
+    pub heavy: bool,
+}
+
 /// What the governor knows of one app.
 struct AppLoad {
+    tenant: String,
+    app: String,
     /// `tenant/app`, for the log.
     name: String,
     /// Moving average of the CPU time of the app's invocations, in µs.
@@ -144,6 +168,8 @@ impl FairShare {
                 instances: Arc::new(Semaphore::new(self.instances_per_app)),
                 max_instances: self.instances_per_app,
                 load: Arc::new(AppLoad {
+                    tenant: tenant.to_owned(),
+                    app: app.to_owned(),
                     name: format!("{tenant}/{app}"),
                     recent_cpu_us: AtomicU64::new(0),
                     window_cpu_ns: AtomicU64::new(0),
@@ -189,7 +215,7 @@ impl AppShare {
 
     /// Whether the app's recent invocations are CPU-heavy (see the module docs).
     pub(crate) fn is_heavy(&self) -> bool {
-        self.load.recent_cpu_us.load(Ordering::Relaxed) >= HEAVY_CPU.as_micros() as u64
+        self.load.is_heavy()
     }
 
     /// Whether the app's next invocation takes a CPU slot before its first slice: the machine
@@ -206,7 +232,30 @@ impl AppShare {
     }
 }
 
+impl AppLoad {
+    fn is_heavy(&self) -> bool {
+        self.recent_cpu_us.load(Ordering::Relaxed) >= HEAVY_CPU.as_micros() as u64
+    }
+}
+
 impl Governor {
+    /// What the last window decided.
+    pub(crate) fn report(&self) -> CpuShares {
+        let active = lock(&self.active);
+        CpuShares {
+            contended: self.is_contended(),
+            apps: active
+                .iter()
+                .map(|a| AppCpuShare {
+                    tenant: a.tenant.clone(),
+                    app: a.app.clone(),
+                    throttled: a.throttled.load(Ordering::Relaxed),
+                    heavy: a.is_heavy(),
+                })
+                .collect(),
+        }
+    }
+
     fn new(cores: usize) -> Self {
         Self {
             cores: cores.max(1) as f64,
@@ -439,6 +488,14 @@ mod tests {
         window(30_000, 2_000, 1.0);
         assert!(governor.is_contended());
         assert!(flood.is_throttled() && flood.waits_for_a_slot());
+        let report = governor.report();
+        assert!(report.contended);
+        let throttled: Vec<(&str, bool)> = report
+            .apps
+            .iter()
+            .map(|a| (a.app.as_str(), a.throttled))
+            .collect();
+        assert_eq!(throttled, [("flood", true), ("victim", false)]);
         assert!(!victim.is_throttled() && !victim.waits_for_a_slot());
         // The victim idles between requests and is still owed its share.
         window(30_000, 0, 1.0);

@@ -41,6 +41,8 @@
 //! - [`guest_log`]: capture of guest stdout/stderr into the platform log.
 //! - `usage`: metering of one invocation (duration, CPU, peak memory, bytes, outcome) into a
 //!   [`nimbus_metering::UsageRecord`], handed to the [`Services::usage`] sink as it ends.
+//! - [`fair`]: fair sharing between apps — CPU slots, instance budgets, the governor that
+//!   throttles an app over its share of a contended machine.
 //! - [`error`]: the crate's error types.
 
 pub mod blobstore;
@@ -49,7 +51,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod event;
-mod fair;
+pub mod fair;
 pub mod function;
 pub mod guest_log;
 pub mod host;

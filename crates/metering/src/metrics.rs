@@ -43,6 +43,11 @@ struct FunctionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabels {
+    app: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BytesLabels {
     app: String,
     function: String,
@@ -115,9 +120,22 @@ pub struct QueueGauge {
     pub in_flight: u64,
 }
 
+/// An app active within the last second, as the fair-share governor sees it.
+#[derive(Debug, Clone)]
+pub struct AppGauge {
+    /// The app.
+    pub app: String,
+    /// Over its CPU share on a contended machine: its invocations queue for a CPU slot.
+    pub throttled: bool,
+}
+
 /// What is read at scrape time.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// Whether the machine is contended (fair sharing applies), if the engine says.
+    pub cpu_contended: Option<bool>,
+    /// Apps active within the last second.
+    pub apps: Vec<AppGauge>,
     /// Every live function.
     pub functions: Vec<FunctionGauge>,
     /// Every declared queue.
@@ -329,6 +347,28 @@ impl Metrics {
             "Messages in a queue by state (ready, delayed, in_flight)",
             depth,
         );
+        if let Some(contended) = snapshot.cpu_contended {
+            let gauge: Gauge = Gauge::default();
+            gauge.set(i64::from(contended));
+            scrape.register(
+                "cpu_contended",
+                "1 while the machine's CPUs are saturated and two or more apps are active: CPU \
+                 slots apply between apps",
+                gauge,
+            );
+        }
+        let throttled = Family::<AppLabels, Gauge>::default();
+        for a in &snapshot.apps {
+            throttled
+                .get_or_create(&AppLabels { app: a.app.clone() })
+                .set(i64::from(a.throttled));
+        }
+        scrape.register(
+            "app_cpu_throttled",
+            "1 while an app uses more than its share of a contended machine's CPU (its \
+             invocations queue for a CPU slot), by active app",
+            throttled,
+        );
         if let Some(records) = snapshot.records {
             let written: Counter = Counter::default();
             written.inc_by(records.written);
@@ -411,6 +451,11 @@ mod tests {
                     lost: 0,
                     failed_batches: 0,
                 }),
+                cpu_contended: Some(true),
+                apps: vec![AppGauge {
+                    app: "flood".into(),
+                    throttled: true,
+                }],
             })
             .unwrap();
         let has = |line: &str| assert!(text.lines().any(|l| l == line), "{line}\n{text}");
@@ -427,6 +472,8 @@ mod tests {
         has(r#"nimbus_instances_in_flight{app="shop",function="api"} 2"#);
         has(r#"nimbus_queue_messages{app="shop",queue="jobs",state="ready"} 5"#);
         has("nimbus_usage_records_lost_total 0");
+        has("nimbus_cpu_contended 1");
+        has(r#"nimbus_app_cpu_throttled{app="flood"} 1"#);
         assert!(text.ends_with("# EOF\n"));
         assert_eq!(text.matches("# EOF").count(), 1);
     }

@@ -80,3 +80,99 @@ async fn a_cpu_flood_on_one_app_does_not_starve_another() {
     );
     nimbus.stop().await;
 }
+
+/// One scrape of `/metrics`: the value of `series` (a whole series name with labels), if shown.
+async fn gauge(nimbus: &Nimbus, series: &str) -> Option<String> {
+    let text = nimbus
+        .http
+        .get(format!("{}/metrics", nimbus.api.base()))
+        .bearer_auth(&nimbus.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ').map(str::to_owned))
+}
+
+/// A flood of cheap requests that each overflow the stack (~100 µs of recursion and unwinding,
+/// far below the "heavy" average) saturates the machine beside a victim app: the governor
+/// finds the aggressor over its share and throttles it — never the victim, which sees no
+/// errors — and lets go once the flood ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_cheap_trapping_requests_gets_its_app_throttled_not_the_victim() {
+    let nimbus = Nimbus::start().await;
+    nimbus
+        .deploy(
+            &manifest("aggressor", "deep", &["/deep"], "max_concurrency = 100"),
+            &[("deep", &guests::c("deep"))],
+        )
+        .await
+        .unwrap();
+    nimbus
+        .deploy(
+            &manifest("victim", "hello", &["/hello"], ""),
+            &[("hello", &guests::c("hello"))],
+        )
+        .await
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood: Vec<_> = (0..16)
+        .map(|_| {
+            let (http, url, stop) = (
+                nimbus.http.clone(),
+                format!("{}/deep", nimbus.gateway_url),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let status = http.get(&url).send().await.unwrap().status().as_u16();
+                    *statuses.entry(status).or_default() += 1;
+                }
+                statuses
+            })
+        })
+        .collect();
+
+    let throttled = r#"nimbus_app_cpu_throttled{app="aggressor"}"#;
+    let victim_throttled = r#"nimbus_app_cpu_throttled{app="victim"}"#;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // The victim keeps calling (it stays active, so it is owed a share).
+        for _ in 0..5 {
+            assert_eq!(nimbus.get("/hello").await.status(), 200);
+        }
+        assert_ne!(
+            gauge(&nimbus, victim_throttled).await.as_deref(),
+            Some("1"),
+            "the victim was throttled"
+        );
+        if gauge(&nimbus, throttled).await.as_deref() == Some("1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the aggressor was never throttled (contended: {:?})",
+            gauge(&nimbus, "nimbus_cpu_contended").await
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for statuses in futures::future::join_all(flood).await {
+        let statuses = statuses.unwrap();
+        // Stopped by its own limit (a trap: 500), or turned away at its budget (429).
+        assert!(
+            statuses.keys().all(|s| matches!(s, 500 | 429)),
+            "{statuses:?}"
+        );
+    }
+    // Once the flood is over, nobody is held back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gauge(&nimbus, "nimbus_cpu_contended").await.as_deref() != Some("0") {
+        assert!(Instant::now() < deadline, "still contended after the flood");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    nimbus.stop().await;
+}
