@@ -184,10 +184,7 @@ impl EventFunction {
             Err(_) => Err(InvokeError::Timeout(limits.timeout_ms)),
         };
         meter.set_peak_memory(store.data().limits.memory_bytes as u64);
-        // The teardown counts in the app's share, as for HTTP functions.
-        let teardown = std::time::Instant::now();
-        drop(store);
-        share.add_cpu(teardown.elapsed());
+        share.drop_counted(store);
         result
     }
 }

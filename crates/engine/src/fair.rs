@@ -115,8 +115,6 @@ pub struct AppCpuShare {
 struct AppLoad {
     tenant: String,
     app: String,
-    /// `tenant/app`, for the log.
-    name: String,
     /// Moving average of the CPU time of the app's invocations, in µs.
     recent_cpu_us: AtomicU64,
     /// Guest CPU time in the current window, in ns.
@@ -170,7 +168,6 @@ impl FairShare {
                 load: Arc::new(AppLoad {
                     tenant: tenant.to_owned(),
                     app: app.to_owned(),
-                    name: format!("{tenant}/{app}"),
                     recent_cpu_us: AtomicU64::new(0),
                     window_cpu_ns: AtomicU64::new(0),
                     listed: AtomicBool::new(false),
@@ -199,6 +196,14 @@ impl AppShare {
         if before == 0 && !self.load.listed.swap(true, Ordering::SeqCst) {
             lock(&self.governor.active).push(self.load.clone());
         }
+    }
+
+    /// Drops `instance` (a finished invocation's store: resetting its memories, tables and
+    /// stack in the pool), counting the time in the app's share — work the app caused.
+    pub(crate) fn drop_counted<T>(&self, instance: T) {
+        let started = Instant::now();
+        drop(instance);
+        self.add_cpu(started.elapsed());
     }
 
     /// Adds one invocation's CPU time to the app's moving average.
@@ -327,7 +332,7 @@ impl Governor {
         for (app, ns) in active.iter().zip(used) {
             let over = contended && ns as f64 > fair * OVER_SHARE;
             if app.throttled.swap(over, Ordering::Relaxed) != over {
-                tracing::debug!(app = %app.name, throttled = over, busy, "app share changed");
+                tracing::debug!(tenant = %app.tenant, app = %app.app, throttled = over, busy, "app share changed");
             }
         }
     }

@@ -295,11 +295,8 @@ impl HttpFunction {
             task_meter.set_peak_memory(store.data().limits.memory_bytes as u64);
             task_meter.set_result(&result);
             span.record_result(&result);
-            // Tearing the instance down (resetting its memories, tables and stack in the
-            // pool) is work the app caused: it counts in its share, while it holds its slot.
-            let teardown = std::time::Instant::now();
-            drop(store);
-            share.add_cpu(teardown.elapsed());
+            // Torn down while the invocation still holds its CPU slot.
+            share.drop_counted(store);
             result
         });
         let mut guard = AbortOnDrop(Some(task.abort_handle()));

@@ -6,7 +6,7 @@
 //! once (before it is stored).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use nimbus_redb::{BatchConfig, BatchStore, Batcher};
 use tokio::sync::broadcast;
@@ -71,10 +71,7 @@ impl BatchStore<LogLine> for Writing {
         self.db.append(batch)
     }
 
-    fn prune(&mut self) -> Result<u64, LogError> {
-        let now_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+    fn prune(&mut self, now_ms: u64) -> Result<u64, LogError> {
         let before = now_ms.saturating_sub(self.retention.max_age.as_millis() as u64);
         self.db.prune(before, self.retention.max_bytes)
     }
@@ -144,6 +141,7 @@ mod tests {
     use super::*;
     use crate::line::{LINE_VERSION, Stream};
     use crate::store::LogFilter;
+    use std::time::SystemTime;
 
     fn line(message: &str) -> LogLine {
         LogLine {

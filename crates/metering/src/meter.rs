@@ -32,18 +32,9 @@ pub const CHANNEL_CAPACITY: usize = 65_536;
 /// How often old raw records are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// What happened to records so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MeterCounts {
-    /// Records handed to the meter.
-    pub accepted: u64,
-    /// Records committed to the store.
-    pub written: u64,
-    /// Records lost: the queue was full, or their batch could not be written.
-    pub lost: u64,
-    /// Batches that failed to be written.
-    pub failed_batches: u64,
-}
+/// What happened to records so far: accepted, written, lost (the queue was full, or their
+/// batch could not be written) and failed batches.
+pub type MeterCounts = nimbus_redb::BatchCounts;
 
 /// The meter: a [`UsageSink`] writing through a [`RecordStore`].
 pub struct Meter {
@@ -67,10 +58,7 @@ impl<S: RecordStore> BatchStore<UsageRecord> for Writing<S> {
         self.store.append(batch)
     }
 
-    fn prune(&mut self) -> Result<u64, Self::Error> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+    fn prune(&mut self, now_ms: u64) -> Result<u64, Self::Error> {
         self.store
             .prune(now_ms.saturating_sub(self.retention.as_millis() as u64))
     }
@@ -104,13 +92,7 @@ impl Meter {
 
     /// What happened to records so far.
     pub fn counts(&self) -> MeterCounts {
-        let c = self.batcher.counts();
-        MeterCounts {
-            accepted: c.accepted,
-            written: c.written,
-            lost: c.lost,
-            failed_batches: c.failed_batches,
-        }
+        self.batcher.counts()
     }
 
     /// Writes what is queued and stops the writer; later records are counted as lost.

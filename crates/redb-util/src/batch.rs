@@ -35,8 +35,9 @@ pub trait BatchStore<T>: Send + 'static {
     /// Appends one batch, all or nothing.
     fn append(&mut self, batch: &[T]) -> Result<(), Self::Error>;
 
-    /// Applies the store's retention; returns how many items it dropped.
-    fn prune(&mut self) -> Result<u64, Self::Error>;
+    /// Applies the store's retention as of `now_ms` (wall clock, ms since the epoch); returns
+    /// how many items it dropped.
+    fn prune(&mut self, now_ms: u64) -> Result<u64, Self::Error>;
 }
 
 /// How a [`Batcher`] runs.
@@ -57,7 +58,7 @@ pub struct BatchConfig {
 }
 
 /// What happened to items so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct BatchCounts {
     /// Items pushed.
     pub accepted: u64,
@@ -230,7 +231,10 @@ impl<T, S: BatchStore<T>> Writer<T, S> {
             return;
         }
         self.last_prune = Some(Instant::now());
-        match self.store.prune() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        match self.store.prune(now_ms) {
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "pruned old {}", self.config.what),
             Err(e) => tracing::warn!(error = %e, "pruning {} failed", self.config.what),
@@ -262,7 +266,7 @@ mod tests {
             Ok(())
         }
 
-        fn prune(&mut self) -> Result<u64, String> {
+        fn prune(&mut self, _now_ms: u64) -> Result<u64, String> {
             Ok(0)
         }
     }
