@@ -154,6 +154,12 @@ pub struct UpArgs {
     /// off (benchmarks compare both).
     #[arg(long, env = "NIMBUS_CPU_SLOTS_PER_APP", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub cpu_slots_per_app: Option<u32>,
+    /// Milliseconds between epoch ticks while apps contend for the CPU: how often a running
+    /// guest then yields its worker thread (so another app's CPU-bound guest delays a request
+    /// by at most one tick), and the granularity of `cpu_time_ms` budgets. Otherwise the tick
+    /// is 5 ms (or this, if longer) [default: 1].
+    #[arg(long, env = "NIMBUS_EPOCH_TICK_MS", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub epoch_tick_ms: Option<u32>,
     /// WebAssembly instances alive at once on this machine, across all apps (pooling
     /// allocator slots) [default: 1000].
     #[arg(long, env = "NIMBUS_MAX_INSTANCES", value_parser = clap::value_parser!(u32).range(1..=100_000))]

@@ -24,8 +24,15 @@ pub struct EngineConfig {
     /// the on-demand allocator nothing else would stop a guest growing a table to 2^32
     /// elements of host memory).
     pub max_table_elements: usize,
-    /// Epoch tick: the granularity of CPU budgets and how often a busy guest yields to others.
+    /// Epoch tick while the machine is contended (see `fair`): a busy guest yields at every
+    /// tick, so a request that lands on a worker running another app's CPU-bound guest waits
+    /// at most this long. Also the granularity of CPU budgets then.
     pub epoch_tick: Duration,
+    /// Epoch tick (and slice between yields) while the machine is *not* contended (at least
+    /// `epoch_tick`). Ticking and yielding every 1 ms cost the JS hello 8-16% of its throughput
+    /// (its caches go cold between slices) and the ticker thread ~0.7% of the CPU, which buys
+    /// nothing while no other app waits.
+    pub uncontended_tick: Duration,
     /// Bytes of stdout+stderr kept per invocation before the rest is dropped (with a note).
     pub guest_log_limit: usize,
     /// WebAssembly stack limit per instance.
@@ -57,7 +64,10 @@ impl EngineConfig {
             max_memory_bytes: 4 << 30,
             // SpiderMonkey's and CPython's function tables have some 10-20k entries.
             max_table_elements: 100_000,
-            epoch_tick: Duration::from_millis(5),
+            // 1 ms against 5 ms: a victim's p99 beside a CPU flood 1.6-1.8 ms against
+            // 5.1-6.0 ms (BENCHMARKS.md); an idle server's ticker costs ~1% of a core more.
+            epoch_tick: Duration::from_millis(1),
+            uncontended_tick: Duration::from_millis(5),
             guest_log_limit: 64 * 1024,
             max_wasm_stack: 1 << 20,
             // 8 MiB covers the pages a SpiderMonkey (JS) or CPython guest dirties per request:

@@ -97,6 +97,7 @@ impl Engine {
         spawn_epoch_ticker(
             engine.clone(),
             config.epoch_tick,
+            config.uncontended_tick,
             fair.governor().clone(),
             stop_ticker.clone(),
         )?;
@@ -321,12 +322,14 @@ fn check_is_component(bytes: &[u8]) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Advances the engine's epoch every `tick` on a dedicated thread until `stop` is set, and
-/// ticks the fair-share governor. The thread holds only clones of the engine handle and the
+/// Advances the engine's epoch on a dedicated thread until `stop` is set — every `tick` while
+/// the machine is contended, every `uncontended` otherwise — and ticks the fair-share
+/// governor. The thread holds only clones of the engine handle and the
 /// governor, so it never keeps other state alive.
 fn spawn_epoch_ticker(
     engine: wasmtime::Engine,
     tick: std::time::Duration,
+    uncontended: std::time::Duration,
     governor: Arc<crate::fair::Governor>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), EngineError> {
@@ -334,7 +337,7 @@ fn spawn_epoch_ticker(
         .name("nimbus-epoch".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(tick);
+                std::thread::sleep(governor.next_tick(tick, uncontended));
                 engine.increment_epoch();
                 governor.tick();
             }

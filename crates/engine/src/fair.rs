@@ -8,7 +8,8 @@
 //! with `Retry-After`, a trigger retries later) while other apps still find free slots.
 //!
 //! **CPU.**
-//! Every busy guest yields to the runtime at each epoch tick (5 ms of running). On its own,
+//! Every busy guest yields to the runtime at each epoch tick: every 1 ms of running while the
+//! machine is contended, every 5 ms otherwise (the ticker slows down). On its own,
 //! that shares a worker thread between *tasks*, so an app with a hundred CPU-bound requests in
 //! flight gets a hundred times the CPU of an app with one. To share between *apps*, a guest
 //! that has run through a tick must hold one of its app's CPU slots to run its next slice:
@@ -131,6 +132,8 @@ struct AppLoad {
 /// share. Driven by the engine's epoch thread ([`Governor::tick`]).
 pub(crate) struct Governor {
     cores: f64,
+    /// The length of the epoch tick now in progress, in ms (the ticker sets it).
+    tick_ms: AtomicU64,
     contended: AtomicBool,
     window: AtomicU64,
     active: Mutex<Vec<Arc<AppLoad>>>,
@@ -264,11 +267,25 @@ impl Governor {
     fn new(cores: usize) -> Self {
         Self {
             cores: cores.max(1) as f64,
+            tick_ms: AtomicU64::new(1),
             contended: AtomicBool::new(false),
             window: AtomicU64::new(0),
             active: Mutex::new(Vec::new()),
             last: Mutex::new(None),
         }
+    }
+
+    /// The epoch tick to sleep next: `contended` while the machine is, else `uncontended`;
+    /// guests ticked at its end are charged its length.
+    pub(crate) fn next_tick(&self, contended: Duration, uncontended: Duration) -> Duration {
+        let tick = if self.is_contended() {
+            contended
+        } else {
+            uncontended.max(contended)
+        };
+        self.tick_ms
+            .store(tick.as_millis().max(1) as u64, Ordering::Relaxed);
+        tick
     }
 
     /// Whether CPU slots apply now (see the module docs).
@@ -417,6 +434,15 @@ impl CpuSlot {
         *lock(&self.held) = permit;
     }
 
+    /// At an epoch tick: how long the tick was, in ms, and whether the machine is contended
+    /// (then a busy guest yields at every tick).
+    pub(crate) fn tick(&self) -> (u64, bool) {
+        (
+            self.governor.tick_ms.load(Ordering::Relaxed),
+            self.governor.is_contended(),
+        )
+    }
+
     /// Called at a tick: gives the slot back and returns the future that queues for one
     /// again (only while the machine is contended), then yields, so the runtime runs
     /// something else before the next slice.
@@ -555,6 +581,22 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         let busy = CpuSample::take(Instant::now()).busy_since(&first, 2.0);
         assert!((0.0..=1.0).contains(&busy), "{busy}");
+    }
+
+    #[test]
+    fn the_ticker_runs_fast_only_on_a_contended_machine_and_guests_are_charged_its_length() {
+        let fair = FairShare::new(1, 10);
+        let slot = CpuSlot::new(&fair.app("t", "a"));
+        let (fast, slow) = (Duration::from_millis(1), Duration::from_millis(5));
+        assert_eq!(fair.governor().next_tick(fast, slow), slow);
+        assert_eq!(slot.tick(), (5, false));
+        fair.governor().contended.store(true, Ordering::Relaxed);
+        assert_eq!(fair.governor().next_tick(fast, slow), fast);
+        assert_eq!(slot.tick(), (1, true));
+        // A contended tick longer than the uncontended one is used for both.
+        fair.governor().contended.store(false, Ordering::Relaxed);
+        let long = Duration::from_millis(10);
+        assert_eq!(fair.governor().next_tick(long, slow), long);
     }
 
     #[tokio::test]

@@ -38,10 +38,16 @@ pub struct HostState {
 /// that.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuMeter {
-    /// Ticks the guest may run for.
-    pub budget_ticks: u64,
-    /// Ticks it has run for so far.
-    pub used_ticks: u64,
+    /// Milliseconds of running the guest may use.
+    pub budget_ms: u64,
+    /// Milliseconds it has been charged so far: each epoch tick it is running at charges the
+    /// tick's length.
+    pub used_ms: u64,
+    /// Milliseconds charged since it last yielded.
+    pub since_yield_ms: u64,
+    /// On a machine that is not contended, the guest yields after this many milliseconds of
+    /// running (on a contended one, at every tick; see `fair`).
+    pub slice_ms: u64,
     /// Set when the budget ran out and the guest was interrupted.
     pub exhausted: bool,
 }

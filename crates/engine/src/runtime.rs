@@ -181,7 +181,6 @@ impl FunctionRuntime {
             .stdout(log.stdout())
             .stderr(log.stderr());
         let memory_bytes = usize::try_from(u64::from(limits.memory_mb) << 20).unwrap_or(usize::MAX);
-        let tick_ms = config.epoch_tick.as_millis().max(1) as u64;
         let state = HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
@@ -208,8 +207,10 @@ impl FunctionRuntime {
                 self.engine.services().tracer.clone(),
             ),
             cpu: CpuMeter {
-                budget_ticks: limits.cpu_time_ms.div_ceil(tick_ms),
-                used_ticks: 0,
+                budget_ms: limits.cpu_time_ms,
+                used_ms: 0,
+                since_yield_ms: 0,
+                slice_ms: config.uncontended_tick.as_millis() as u64,
                 exhausted: false,
             },
             cpu_slot: crate::fair::CpuSlot::new(&self.share),
@@ -218,18 +219,23 @@ impl FunctionRuntime {
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
+            let (tick_ms, contended) = ctx.data().cpu_slot.tick();
             let cpu = &mut ctx.data_mut().cpu;
-            cpu.used_ticks += 1;
-            if cpu.used_ticks > cpu.budget_ticks {
+            cpu.used_ms += tick_ms;
+            cpu.since_yield_ms += tick_ms;
+            if cpu.used_ms > cpu.budget_ms {
                 cpu.exhausted = true;
                 Ok(UpdateDeadline::Interrupt)
-            } else {
+            } else if contended || cpu.since_yield_ms >= cpu.slice_ms {
+                cpu.since_yield_ms = 0;
                 // Yield so a busy guest shares its worker thread with other requests, and
                 // queue for one of its app's CPU slots so apps share the CPU (see `fair`).
                 Ok(UpdateDeadline::YieldCustom(
                     1,
                     ctx.data().cpu_slot.next_slice(),
                 ))
+            } else {
+                Ok(UpdateDeadline::Continue(1))
             }
         });
         store

@@ -14,8 +14,18 @@ use crate::record::UsageRecord;
 const POSTCARD: u8 = b'P';
 
 /// Encodes a batch for `usage_batches`.
+#[cfg(test)]
 pub(crate) fn encode(batch: &[UsageRecord]) -> Result<Vec<u8>, MeteringError> {
-    postcard::to_extend(batch, vec![POSTCARD]).map_err(MeteringError::corrupt)
+    encode_onto(batch, Vec::new())
+}
+
+/// Encodes a batch for `usage_batches` at the end of `out` (a buffer the caller reuses).
+pub(crate) fn encode_onto(
+    batch: &[UsageRecord],
+    mut out: Vec<u8>,
+) -> Result<Vec<u8>, MeteringError> {
+    out.push(POSTCARD);
+    postcard::to_extend(batch, out).map_err(MeteringError::corrupt)
 }
 
 /// Decodes a stored batch, in whichever format it was written.
