@@ -3,9 +3,12 @@
 take. Usage (from the repository root):
 
     python3 bench/overload_bench.py [--duration 10] [--concurrency 16] [--sleep-ms 10]
+    python3 bench/overload_bench.py --work-k 1000 --concurrency 4
 
 The function (guests/c/sleep: each request waits --sleep-ms on a timer, so the function's
-capacity is concurrency / sleep time) has `max_concurrency = --concurrency` and no wait queue.
+capacity is concurrency / sleep time; or, with --work-k, guests/c/work: each request does a
+fixed amount of CPU work, so the machine's cores are the capacity) has `max_concurrency =
+--concurrency` and no wait queue.
 Peak:
 wrk with exactly that many connections (closed loop: the offered load is what the function can
 take). Overload: 2× and 16× as many connections; the excess is rejected with 429. Goodput =
@@ -26,9 +29,8 @@ import time
 from serve_bench import NIMBUS, ROOT, Nimbus, machine, run
 
 
-def wrk_counts(url, duration, connections, sleep_ms):
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency",
-           "-H", f"x-sleep-ms: {sleep_ms}", url]
+def wrk_counts(url, duration, connections, header):
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-H", header, url]
     print("+", " ".join(cmd), flush=True)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     total = int(re.search(r"(\d+) requests in", out).group(1))
@@ -41,11 +43,12 @@ def wrk_counts(url, duration, connections, sleep_ms):
             "p99_ms": p99_ms}
 
 
-def probe(port, sleep_ms, stop, rejections, served):
+def probe(port, header, stop, rejections, served):
+    name, value = header.split(": ", 1)
     while not stop.is_set():
         started = time.perf_counter()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.request("GET", "/hello", headers={"x-sleep-ms": str(sleep_ms)})
+        conn.request("GET", "/hello", headers={name: value})
         response = conn.getresponse()
         response.read()
         took = (time.perf_counter() - started) * 1000
@@ -66,16 +69,26 @@ def main():
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--sleep-ms", type=int, default=10)
+    parser.add_argument("--work-k", type=int, default=0,
+                        help="CPU-bound instead: thousands of hash rounds per request")
+    parser.add_argument("--nimbus-args", default="",
+                        help="extra `nimbus up` arguments, e.g. '--guest-threads 2'")
     args = parser.parse_args()
     run(["cargo", "build", "--release", "--locked", "-p", "nimbus-cli"], cwd=ROOT)
     out = os.path.join(ROOT, "target", "bench-guests")
     os.makedirs(out, exist_ok=True)
-    hello = os.path.join(out, "sleep-c.wasm")
-    run(["bash", "guests/c/build.sh", "sleep", hello], cwd=ROOT)
+    guest = "work" if args.work_k else "sleep"
+    header = f"x-work-k: {args.work_k}" if args.work_k else f"x-sleep-ms: {args.sleep_ms}"
+    what = (f"{args.work_k}k hash rounds of CPU work" if args.work_k
+            else f"{args.sleep_ms} ms of waiting")
+    hello = os.path.join(out, f"{guest}-c.wasm")
+    run(["bash", "guests/c/build.sh", guest, hello], cwd=ROOT)
     print(f"machine: {machine()}")
     print(f"command: python3 bench/overload_bench.py --duration {args.duration} "
-          f"--concurrency {args.concurrency} --sleep-ms {args.sleep_ms}")
-    nimbus = Nimbus().start()
+          f"--concurrency {args.concurrency} " +
+          (f"--work-k {args.work_k}" if args.work_k else f"--sleep-ms {args.sleep_ms}") +
+          (f" --nimbus-args '{args.nimbus_args}'" if args.nimbus_args else ""))
+    nimbus = Nimbus(extra_args=args.nimbus_args.split()).start()
     rows = []
     try:
         app = os.path.join(nimbus.data, "app")
@@ -89,9 +102,9 @@ def main():
         url = f"http://127.0.0.1:{nimbus.port}/hello"
         for factor in (1, 2, 16):
             stop, rejections, served = threading.Event(), [], []
-            thread = threading.Thread(target=probe, args=(nimbus.port, args.sleep_ms, stop, rejections, served))
+            thread = threading.Thread(target=probe, args=(nimbus.port, header, stop, rejections, served))
             thread.start()
-            result = wrk_counts(url, args.duration, args.concurrency * factor, args.sleep_ms)
+            result = wrk_counts(url, args.duration, args.concurrency * factor, header)
             stop.set()
             thread.join()
             rows.append((factor, result, rejections, served))
@@ -99,7 +112,7 @@ def main():
         nimbus.stop()
     peak = rows[0][1]["goodput"]
     print()
-    print(f"max_concurrency = {args.concurrency}, {args.sleep_ms} ms per request, no wait queue; "
+    print(f"max_concurrency = {args.concurrency}, {what} per request, no wait queue; "
           f"wrk -t2, {args.duration} s per row")
     print()
     print("| offered (connections) | goodput req/s | vs peak | rejected req/s | p99 (all responses) | "
