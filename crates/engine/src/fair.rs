@@ -134,6 +134,10 @@ pub(crate) struct Governor {
     cores: f64,
     /// The length of the epoch tick now in progress, in ms (the ticker sets it).
     tick_ms: AtomicU64,
+    /// Whether the ticker runs fast: while contended, or after a window with rejections.
+    fast: AtomicBool,
+    /// A request was turned away (429) in the current window.
+    rejected: AtomicBool,
     contended: AtomicBool,
     window: AtomicU64,
     active: Mutex<Vec<Arc<AppLoad>>>,
@@ -190,6 +194,11 @@ impl AppShare {
             .clone()
             .try_acquire_owned()
             .map_err(|_| crate::InvokeError::AppAtCapacity(self.max_instances))
+    }
+
+    /// Notes a request of this app turned away (429); see [`Governor::next_tick`].
+    pub(crate) fn note_rejection(&self) {
+        self.governor.note_rejection();
     }
 
     /// Adds one slice of guest CPU time to the app's use in the current window.
@@ -268,6 +277,8 @@ impl Governor {
         Self {
             cores: cores.max(1) as f64,
             tick_ms: AtomicU64::new(1),
+            fast: AtomicBool::new(false),
+            rejected: AtomicBool::new(false),
             contended: AtomicBool::new(false),
             window: AtomicU64::new(0),
             active: Mutex::new(Vec::new()),
@@ -275,10 +286,11 @@ impl Governor {
         }
     }
 
-    /// The epoch tick to sleep next: `contended` while the machine is, else `uncontended`;
-    /// guests ticked at its end are charged its length.
+    /// The epoch tick to sleep next: `contended` while the machine is contended or a request
+    /// was turned away in the last window (so a busy guest yields within a tick and the 429
+    /// is answered soon), else `uncontended`; guests ticked at its end are charged its length.
     pub(crate) fn next_tick(&self, contended: Duration, uncontended: Duration) -> Duration {
-        let tick = if self.is_contended() {
+        let tick = if self.fast.load(Ordering::Relaxed) {
             contended
         } else {
             uncontended.max(contended)
@@ -286,6 +298,11 @@ impl Governor {
         self.tick_ms
             .store(tick.as_millis().max(1) as u64, Ordering::Relaxed);
         tick
+    }
+
+    /// Notes a request turned away (429): the ticker runs fast for the next window.
+    pub(crate) fn note_rejection(&self) {
+        self.rejected.store(true, Ordering::Relaxed);
     }
 
     /// Whether CPU slots apply now (see the module docs).
@@ -345,6 +362,8 @@ impl Governor {
         let total: u64 = used.iter().sum();
         let contended = busy >= SATURATED && active.len() >= 2;
         self.contended.store(contended, Ordering::Relaxed);
+        let rejected = self.rejected.swap(false, Ordering::Relaxed);
+        self.fast.store(contended || rejected, Ordering::Relaxed);
         let fair = total as f64 / active.len().max(1) as f64;
         for (app, ns) in active.iter().zip(used) {
             let over = contended && ns as f64 > fair * OVER_SHARE;
@@ -434,12 +453,12 @@ impl CpuSlot {
         *lock(&self.held) = permit;
     }
 
-    /// At an epoch tick: how long the tick was, in ms, and whether the machine is contended
-    /// (then a busy guest yields at every tick).
+    /// At an epoch tick: how long the tick was, in ms, and whether a busy guest yields at
+    /// every tick now (the ticker runs fast: contended, or requests being turned away).
     pub(crate) fn tick(&self) -> (u64, bool) {
         (
             self.governor.tick_ms.load(Ordering::Relaxed),
-            self.governor.is_contended(),
+            self.governor.fast.load(Ordering::Relaxed),
         )
     }
 
@@ -584,19 +603,35 @@ mod tests {
     }
 
     #[test]
-    fn the_ticker_runs_fast_only_on_a_contended_machine_and_guests_are_charged_its_length() {
+    fn the_ticker_runs_fast_while_contended_or_rejecting_and_guests_are_charged_its_length() {
         let fair = FairShare::new(1, 10);
-        let slot = CpuSlot::new(&fair.app("t", "a"));
+        let (a, b) = (fair.app("t", "a"), fair.app("t", "b"));
+        let slot = CpuSlot::new(&a);
         let (fast, slow) = (Duration::from_millis(1), Duration::from_millis(5));
-        assert_eq!(fair.governor().next_tick(fast, slow), slow);
+        let governor = fair.governor();
+        governor.rebalance(0.1);
+        assert_eq!(governor.next_tick(fast, slow), slow);
         assert_eq!(slot.tick(), (5, false));
-        fair.governor().contended.store(true, Ordering::Relaxed);
-        assert_eq!(fair.governor().next_tick(fast, slow), fast);
+        // Two apps busy on a saturated machine: contended.
+        a.add_cpu(Duration::from_millis(10));
+        b.add_cpu(Duration::from_millis(10));
+        governor.rebalance(1.0);
+        assert!(governor.is_contended());
+        assert_eq!(governor.next_tick(fast, slow), fast);
         assert_eq!(slot.tick(), (1, true));
+        // An idle machine, but a request was turned away in the window: fast, no slots.
+        governor.rebalance(0.1);
+        assert_eq!(governor.next_tick(fast, slow), slow);
+        a.note_rejection();
+        governor.rebalance(0.1);
+        assert!(!governor.is_contended());
+        assert_eq!(governor.next_tick(fast, slow), fast);
+        // The next window without rejections is slow again.
+        governor.rebalance(0.1);
+        assert_eq!(governor.next_tick(fast, slow), slow);
         // A contended tick longer than the uncontended one is used for both.
-        fair.governor().contended.store(false, Ordering::Relaxed);
         let long = Duration::from_millis(10);
-        assert_eq!(fair.governor().next_tick(long, slow), long);
+        assert_eq!(governor.next_tick(long, slow), long);
     }
 
     #[tokio::test]

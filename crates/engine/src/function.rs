@@ -224,6 +224,7 @@ impl HttpFunction {
     /// Records a request the platform turned away before it reached the function (429 at
     /// `max_concurrency`): it is metered as `rejected`, never billed.
     pub fn record_rejection(&self, invocation: &Invocation) {
+        self.rt.share().note_rejection();
         self.rt.meter(invocation).set_outcome(Outcome::Rejected);
     }
 
