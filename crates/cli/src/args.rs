@@ -140,7 +140,7 @@ pub struct UpArgs {
     /// Issue a new API token (the old one stops working) and write it to the client config.
     #[arg(long)]
     pub reset_token: bool,
-    /// KiB of each pooled instance slot kept resident between requests [default: 8192].
+    /// KiB of each pooled instance slot kept resident between requests [default: 16384].
     /// More trades memory for fewer page faults per request (large JS/Python guests).
     #[arg(long, env = "NIMBUS_KEEP_RESIDENT_KIB")]
     pub keep_resident_kib: Option<usize>,

@@ -65,15 +65,17 @@ impl EngineConfig {
             // SpiderMonkey's and CPython's function tables have some 10-20k entries.
             max_table_elements: 100_000,
             // 1 ms against 5 ms: a victim's p99 beside a CPU flood 1.6-1.8 ms against
-            // 5.1-6.0 ms (BENCHMARKS.md); an idle server's ticker costs ~1% of a core more.
+            // 5.1-6.0 ms (BENCHMARKS.md); only while contended, so it costs nothing otherwise.
             epoch_tick: Duration::from_millis(1),
             uncontended_tick: Duration::from_millis(5),
             guest_log_limit: 64 * 1024,
             max_wasm_stack: 1 << 20,
-            // 8 MiB covers the pages a SpiderMonkey (JS) or CPython guest dirties per request:
-            // measured 1.2k → 2.2k req/s for the JS hello (BENCHMARKS.md), at the price of up
-            // to this much resident memory per warm pool slot.
-            keep_resident_bytes: 8 << 20,
+            // 16 MiB covers the pages a SpiderMonkey (JS) guest dirties per request: with 8 MiB
+            // the JS hello took 6 page faults per request, each a TLB-shootdown IPI to the
+            // other core, and served 4.0-4.2k req/s; with 16 MiB none and 5.5-5.6k
+            // (BENCHMARKS.md). The price: up to this much resident memory per pool slot that
+            // ran an instance that large (a guest that touches less keeps only what it touched).
+            keep_resident_bytes: 16 << 20,
             keep_alive: nimbus_scaling::KeepAlivePolicy::default(),
             reap_interval: Duration::from_secs(1),
             cpu_slots_per_app: std::thread::available_parallelism()
