@@ -24,9 +24,10 @@ pub struct EngineConfig {
     /// the on-demand allocator nothing else would stop a guest growing a table to 2^32
     /// elements of host memory).
     pub max_table_elements: usize,
-    /// Epoch tick while the machine is contended (see `fair`): a busy guest yields at every
-    /// tick, so a request that lands on a worker running another app's CPU-bound guest waits
-    /// at most this long. Also the granularity of CPU budgets then.
+    /// Epoch tick while the machine is contended, or requests were turned away in the last
+    /// window (see `fair`): a busy guest yields at every tick, so a request that lands on a
+    /// worker running a CPU-bound guest waits at most this long. Also the granularity of CPU
+    /// budgets then.
     pub epoch_tick: Duration,
     /// Epoch tick (and slice between yields) while the machine is *not* contended (at least
     /// `epoch_tick`). Ticking and yielding every 1 ms cost the JS hello 8-16% of its throughput

@@ -45,8 +45,9 @@ pub struct CpuMeter {
     pub used_ms: u64,
     /// Milliseconds charged since it last yielded.
     pub since_yield_ms: u64,
-    /// On a machine that is not contended, the guest yields after this many milliseconds of
-    /// running (on a contended one, at every tick; see `fair`).
+    /// While the ticker runs slow, the guest yields after this many milliseconds of running
+    /// (while it runs fast — a contended machine, or requests being turned away — at every
+    /// tick; see `fair`).
     pub slice_ms: u64,
     /// Set when the budget ran out and the guest was interrupted.
     pub exhausted: bool,

@@ -219,14 +219,14 @@ impl FunctionRuntime {
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
-            let (tick_ms, contended) = ctx.data().cpu_slot.tick();
+            let (tick_ms, fast) = ctx.data().cpu_slot.tick();
             let cpu = &mut ctx.data_mut().cpu;
             cpu.used_ms += tick_ms;
             cpu.since_yield_ms += tick_ms;
             if cpu.used_ms > cpu.budget_ms {
                 cpu.exhausted = true;
                 Ok(UpdateDeadline::Interrupt)
-            } else if contended || cpu.since_yield_ms >= cpu.slice_ms {
+            } else if fast || cpu.since_yield_ms >= cpu.slice_ms {
                 cpu.since_yield_ms = 0;
                 // Yield so a busy guest shares its worker thread with other requests, and
                 // queue for one of its app's CPU slots so apps share the CPU (see `fair`).
