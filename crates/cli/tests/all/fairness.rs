@@ -83,16 +83,7 @@ async fn a_cpu_flood_on_one_app_does_not_starve_another() {
 
 /// One scrape of `/metrics`: the value of `series` (a whole series name with labels), if shown.
 async fn gauge(nimbus: &Nimbus, series: &str) -> Option<String> {
-    let text = nimbus
-        .http
-        .get(format!("{}/metrics", nimbus.api.base()))
-        .bearer_auth(&nimbus.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = nimbus.api_text("/metrics").await;
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ').map(str::to_owned))
 }

@@ -297,4 +297,17 @@ impl Nimbus {
             .await
             .unwrap();
     }
+
+    /// The body of an authenticated GET of a control-API path (`/metrics`, `/v1/…`), as text.
+    pub async fn api_text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.api.base()))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
 }

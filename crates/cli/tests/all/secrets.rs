@@ -96,16 +96,7 @@ async fn functions_read_config_and_declared_secrets_only() {
     let listed = nimbus.api.secret_list("shop").await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].name, "stripe_key");
-    let raw = nimbus
-        .http
-        .get(format!("{}/v1/apps/shop/secrets", nimbus.api.base()))
-        .bearer_auth(&nimbus.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let raw = nimbus.api_text("/v1/apps/shop/secrets").await;
     assert!(!raw.contains(SECRET), "{raw}");
 
     // Encrypted at rest: the plaintext is nowhere in the data dir's secret store.
