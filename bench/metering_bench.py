@@ -15,6 +15,12 @@ tracing off, both metered. Reports each round, the median requests/s and server 
 median of the per-round CPU differences; target: <= 3% for metering.
 Also checks that the metered side recorded every request it served. Builds Nimbus (release)
 and the guests first. Needs wrk (Debian).
+
+--together loads both sides at the same time instead (one wrk each, started together, both
+servers saturated and sharing the cores): whatever the VM's neighbours do to one side's round
+they do to the other's, so the CPU per request of the two sides compares under the same
+conditions. Alternating rounds cannot do that: on a noisy day consecutive 10 s rounds of the
+same binary differed by up to 25%.
 """
 
 import argparse
@@ -70,12 +76,42 @@ def otlp_sink():
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
+def measure(order, route, args, together):
+    """One round: wrk against each (name, nimbus) of `order`, one after the other or all at
+    once; yields (name, nimbus, wrk result with the server's CPU µs per request)."""
+    def one(n, out):
+        cpu_before = cpu_seconds(n.proc.pid)
+        res = wrk(f"http://127.0.0.1:{n.port}{route}", args.duration, args.connections)
+        # Server CPU per request: steadier than req/s when the VM's neighbours take cycles
+        # (it counts only what this process used).
+        requests = res["rps"] * args.duration
+        res["cpu_us"] = (cpu_seconds(n.proc.pid) - cpu_before) * 1e6 / max(requests, 1)
+        out.append(res)
+
+    if not together:
+        for name, n in order:
+            out = []
+            one(n, out)
+            yield name, n, out[0]
+        return
+    outs = [[] for _ in order]
+    threads = [threading.Thread(target=one, args=(n, out)) for (_, n), out in zip(order, outs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (name, n), out in zip(order, outs):
+        yield name, n, out[0]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--only", default="c,js,log")
+    ap.add_argument("--together", action="store_true",
+                    help="load both sides at once in every round instead of one after the other")
     ap.add_argument("--aa", action="store_true",
                     help="A/A run: both sides with metering off, to see the bench's own noise")
     args = ap.parse_args()
@@ -88,8 +124,9 @@ def main():
     if "trace" in only:
         guests["trace"] = (build(["c"])["c"][0], "/hello", "C hello, traces on vs off")
     print(f"\nmachine: {machine()}")
+    how = "both sides at once" if args.together else "one side after the other, alternating"
     print(f"load: wrk -t1 -c{args.connections} -d{args.duration}s per round, {args.rounds} rounds "
-          "per side, alternating\n")
+          f"per side, {how}\n")
     summary = []
     for key, (component, route, label) in guests.items():
         # Both on free ports, S3 included (its default 9000 can be bound only once).
@@ -119,13 +156,8 @@ def main():
                 # Which side goes first alternates: an A/A run showed the side that always
                 # went first using up to 8% more CPU per request on a noisy day.
                 pair = ((names[0], metered), (names[1], plain))
-                for name, n in (pair if r % 2 == 0 else pair[::-1]):
-                    cpu_before = cpu_seconds(n.proc.pid)
-                    res = wrk(f"http://127.0.0.1:{n.port}{route}", args.duration, args.connections)
-                    # Server CPU per request: steadier than req/s when the VM's neighbours
-                    # take cycles (it counts only what this process used).
-                    requests = res["rps"] * args.duration
-                    res["cpu_us"] = (cpu_seconds(n.proc.pid) - cpu_before) * 1e6 / max(requests, 1)
+                order = pair if r % 2 == 0 else pair[::-1]
+                for name, n, res in measure(order, route, args, together=args.together):
                     results[name].append(res)
                     if n is metered:
                         served += round(res["rps"] * args.duration)

@@ -28,7 +28,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.expanduser("~/.cache/nimbus-bench")
 WASMTIME_VERSION = "48.0.8"
 WASMTIME = os.path.join(CACHE, f"wasmtime-{WASMTIME_VERSION}", "bin", "wasmtime")
-NIMBUS = os.path.join(ROOT, "target", "release", "nimbus")
+# NIMBUS_BIN=/path/to/nimbus runs another build (an A/B against an older binary).
+NIMBUS = os.environ.get("NIMBUS_BIN") or os.path.join(ROOT, "target", "release", "nimbus")
 NATIVE = os.path.join(ROOT, "target", "release", "native-hello")
 
 

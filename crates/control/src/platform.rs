@@ -312,32 +312,33 @@ impl Platform {
                 throttled: a.throttled,
             })
             .collect();
-        let apps: Vec<String> =
-            {
-                let live = self.live.lock().await;
-                for (app, state) in live.iter() {
-                    let mut seen = std::collections::BTreeMap::<&str, (bool, u64)>::new();
-                    for (name, f) in &state.http {
-                        let e = seen.entry(name).or_default();
-                        e.0 |= f.is_resident();
-                        e.1 += u64::from(f.in_flight());
-                    }
-                    for (name, f) in &state.events {
-                        let e = seen.entry(name).or_default();
-                        e.0 |= f.is_resident();
-                        e.1 += u64::from(f.in_flight());
-                    }
-                    snapshot.functions.extend(seen.into_iter().map(
-                        |(name, (resident, in_flight))| FunctionGauge {
-                            app: app.clone(),
-                            function: name.to_owned(),
-                            resident,
-                            in_flight,
-                        },
-                    ));
+        let apps: Vec<String> = {
+            let live = self.live.lock().await;
+            for (app, state) in live.iter() {
+                let mut seen = std::collections::BTreeMap::<&str, FunctionGauge>::new();
+                let gauge = |name: &str| FunctionGauge {
+                    app: app.clone(),
+                    function: name.to_owned(),
+                    resident: false,
+                    in_flight: 0,
+                    ready: 0,
+                };
+                for (name, f) in &state.http {
+                    let e = seen.entry(name).or_insert_with(|| gauge(name));
+                    e.resident |= f.is_resident();
+                    e.in_flight += u64::from(f.in_flight());
+                    e.ready += f.ready_instances() as u64;
                 }
-                live.keys().cloned().collect()
-            };
+                for (name, f) in &state.events {
+                    let e = seen.entry(name).or_insert_with(|| gauge(name));
+                    e.resident |= f.is_resident();
+                    e.in_flight += u64::from(f.in_flight());
+                    e.ready += f.ready_instances() as u64;
+                }
+                snapshot.functions.extend(seen.into_values());
+            }
+            live.keys().cloned().collect()
+        };
         let Some(queues) = self.queues() else {
             return snapshot;
         };

@@ -15,6 +15,7 @@ use crate::event::{EventFunction, EventHandlerPre};
 use crate::fair::FairShare;
 use crate::function::{FunctionSpec, HttpFunction};
 use crate::host::HostState;
+use crate::provisioned::{Instantiate, Instantiating};
 use crate::residency::{Components, Prepare, Reaper};
 use crate::services::Services;
 
@@ -263,6 +264,28 @@ impl Prepare for EventHandlerPre<HostState> {
                 "{e:#} (an event function exports nimbus:events/handler@0.1.0)"
             ))
         })
+    }
+}
+
+impl Instantiate for ProxyPre<HostState> {
+    type Instance = wasmtime_wasi_http::p2::bindings::Proxy;
+
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut wasmtime::Store<HostState>,
+    ) -> Instantiating<'a, Self::Instance> {
+        Box::pin(self.instantiate_async(store))
+    }
+}
+
+impl Instantiate for EventHandlerPre<HostState> {
+    type Instance = crate::event::EventHandler;
+
+    fn instantiate<'a>(
+        &'a self,
+        store: &'a mut wasmtime::Store<HostState>,
+    ) -> Instantiating<'a, Self::Instance> {
+        Box::pin(self.instantiate_async(store))
     }
 }
 

@@ -12,6 +12,7 @@ use crate::engine::{Engine, LoadedComponent};
 use crate::error::{EngineError, InvokeError};
 use crate::function::{FunctionSpec, Invocation};
 use crate::host::HostState;
+use crate::provisioned::{Provisioned, ReplenishOnDrop};
 use crate::residency::Resident;
 use crate::runtime::{FunctionRuntime, classify};
 use crate::usage::UsageMeter;
@@ -26,8 +27,8 @@ mod bindings {
     });
 }
 
-pub(crate) use bindings::EventHandlerPre;
 use bindings::nimbus::events::types::Event as WitEvent;
+pub(crate) use bindings::{EventHandler, EventHandlerPre};
 
 /// A CloudEvents 1.0 event, as handed to a function.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,6 +71,7 @@ impl From<Event> for WitEvent {
 pub struct EventFunction {
     rt: Arc<FunctionRuntime>,
     code: Arc<Resident<EventHandlerPre<HostState>>>,
+    provisioned: Arc<Provisioned<EventHandlerPre<HostState>>>,
 }
 
 impl EventFunction {
@@ -79,9 +81,12 @@ impl EventFunction {
         pre: EventHandlerPre<HostState>,
         spec: FunctionSpec,
     ) -> Self {
+        let code = Resident::new(&engine, component, pre, &spec);
+        let rt = Arc::new(FunctionRuntime::new(engine, spec));
         Self {
-            code: Resident::new(&engine, component, pre, &spec),
-            rt: Arc::new(FunctionRuntime::new(engine, spec)),
+            provisioned: Provisioned::new(rt.clone(), code.clone()),
+            code,
+            rt,
         }
     }
 
@@ -95,12 +100,18 @@ impl EventFunction {
         self.code.in_flight()
     }
 
+    /// Pre-instantiated instances waiting for an event (`min_instances`).
+    pub fn ready_instances(&self) -> usize {
+        self.provisioned.ready()
+    }
+
     /// The function's spec.
     pub fn spec(&self) -> &FunctionSpec {
         &self.rt.spec
     }
 
-    /// Instantiates the function once without calling it (see [`crate::HttpFunction::warm_up`]).
+    /// Instantiates the function once without calling it, then makes its `min_instances`
+    /// (see [`crate::HttpFunction::warm_up`]).
     pub async fn warm_up(&self) -> Result<(), EngineError> {
         let mut store = self.rt.new_store(&Invocation::new(
             "warm-up".into(),
@@ -112,7 +123,8 @@ impl EventFunction {
             .instantiate_async(&mut store)
             .await
             .map(drop)
-            .map_err(|e| EngineError::Instantiate(format!("{e:#}")))
+            .map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
+        self.provisioned.fill().await
     }
 
     /// Delivers one event to a fresh instance. `Ok(Ok(()))`: handled; `Ok(Err(message))`: the
@@ -150,8 +162,16 @@ impl EventFunction {
         meter: &UsageMeter,
     ) -> Result<Result<(), String>, InvokeError> {
         let limits = self.rt.spec.limits;
-        let _budget = self.rt.admit()?;
-        let (pre, _busy, cold) = self
+        // Declared first, dropped last: the refill finds the budget and the slot free.
+        let _replenish = ReplenishOnDrop(self.provisioned.clone());
+        let (mut store, ready, budget) = match self.provisioned.take(&invocation) {
+            Some(ready) => (ready.store, Some(ready.instance), ready.budget),
+            None => {
+                let budget = self.rt.admit()?;
+                (self.rt.new_store(&invocation), None, budget)
+            }
+        };
+        let (pre, busy, cold) = self
             .code
             .acquire()
             .await
@@ -159,7 +179,6 @@ impl EventFunction {
         if cold {
             meter.set_cold_start();
         }
-        let mut store = self.rt.new_store(&invocation);
         let event = WitEvent::from(event);
         let share = self.rt.share();
         let slot = store.data().cpu_slot.clone();
@@ -168,10 +187,13 @@ impl EventFunction {
             if wait {
                 slot.first_slice().await;
             }
-            let guest = pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
+            let guest = match ready {
+                Some(guest) => guest,
+                None => pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?,
+            };
             let result = guest
                 .nimbus_events_handler()
                 .call_handle(&mut store, &event)
@@ -185,6 +207,7 @@ impl EventFunction {
         };
         meter.set_peak_memory(store.data().limits.memory_bytes as u64);
         share.drop_counted(store);
+        drop((busy, budget));
         result
     }
 }

@@ -14,6 +14,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use crate::engine::{Engine, LoadedComponent};
 use crate::error::{EngineError, InvokeError};
 use crate::host::HostState;
+use crate::provisioned::{Provisioned, ReplenishOnDrop};
 use crate::residency::Resident;
 use crate::runtime::{FunctionRuntime, classify};
 use crate::usage::{MeteredBody, UsageMeter};
@@ -99,6 +100,7 @@ impl Invocation {
 pub struct HttpFunction {
     rt: Arc<FunctionRuntime>,
     code: Arc<Resident<ProxyPre<HostState>>>,
+    provisioned: Arc<Provisioned<ProxyPre<HostState>>>,
 }
 
 impl HttpFunction {
@@ -108,9 +110,12 @@ impl HttpFunction {
         pre: ProxyPre<HostState>,
         spec: FunctionSpec,
     ) -> Self {
+        let code = Resident::new(&engine, component, pre, &spec);
+        let rt = Arc::new(FunctionRuntime::new(engine, spec));
         Self {
-            code: Resident::new(&engine, component, pre, &spec),
-            rt: Arc::new(FunctionRuntime::new(engine, spec)),
+            provisioned: Provisioned::new(rt.clone(), code.clone()),
+            code,
+            rt,
         }
     }
 
@@ -129,7 +134,13 @@ impl HttpFunction {
         self.code.in_flight()
     }
 
-    /// Instantiates the function once and drops the instance, without calling it.
+    /// Pre-instantiated instances waiting for a request (`min_instances`).
+    pub fn ready_instances(&self) -> usize {
+        self.provisioned.ready()
+    }
+
+    /// Instantiates the function once and drops the instance, without calling it, then makes
+    /// its `min_instances` ready (see [`crate::provisioned`]).
     ///
     /// A deploy does this before the version takes traffic, so a component that cannot be
     /// instantiated under its limits (say, its initial memory exceeds `memory_mb`) is rejected
@@ -145,7 +156,8 @@ impl HttpFunction {
             .instantiate_async(&mut store)
             .await
             .map(drop)
-            .map_err(|e| EngineError::Instantiate(format!("{e:#}")))
+            .map_err(|e| EngineError::Instantiate(format!("{e:#}")))?;
+        self.provisioned.fill().await
     }
 
     /// Runs one request whose body is in memory and collects the response (status and at most
@@ -241,7 +253,13 @@ impl HttpFunction {
     {
         let limits = self.rt.spec.limits;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(limits.timeout_ms);
-        let budget = self.rt.admit()?;
+        let (mut store, ready, budget) = match self.provisioned.take(&invocation) {
+            Some(ready) => (ready.store, Some(ready.instance), ready.budget),
+            None => {
+                let budget = self.rt.admit()?;
+                (self.rt.new_store(&invocation), None, budget)
+            }
+        };
         let (pre, busy, cold) = self
             .code
             .acquire()
@@ -252,7 +270,6 @@ impl HttpFunction {
         }
         let mut span = span.take().unwrap_or_else(Span::none);
         span.set_attribute(KeyValue::new("faas.coldstart", cold));
-        let mut store = self.rt.new_store(&invocation);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = req.map(|body| MeteredBody::inbound(body, meter.clone()));
         let req = store
@@ -268,20 +285,26 @@ impl HttpFunction {
 
         let task_meter = meter.clone();
         let share = self.rt.share().clone();
+        let replenish = ReplenishOnDrop(self.provisioned.clone());
         let task = tokio::spawn(async move {
             // The function counts as busy, and its instance against the app's budget, until
             // the guest is done, body included.
-            let _busy = (busy, budget);
+            // Declared first, dropped last: the refill finds the budget and the slot free.
+            let _replenish = replenish;
+            let held = (busy, budget);
             let slot = store.data().cpu_slot.clone();
             let wait = share.waits_for_a_slot();
             let run = async {
                 if wait {
                     slot.first_slice().await;
                 }
-                let proxy = pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
+                let proxy = match ready {
+                    Some(proxy) => proxy,
+                    None => pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?,
+                };
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
@@ -298,6 +321,7 @@ impl HttpFunction {
             span.record_result(&result);
             // Torn down while the invocation still holds its CPU slot.
             share.drop_counted(store);
+            drop(held);
             result
         });
         let mut guard = AbortOnDrop(Some(task.abort_handle()));

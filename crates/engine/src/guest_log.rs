@@ -68,15 +68,42 @@ impl LogTags {
 
 #[derive(Debug)]
 struct Budget {
+    limit: usize,
     remaining: usize,
     dropped: usize,
     tags: LogTags,
 }
 
+impl Budget {
+    /// Logs the note about dropped output, if any was dropped.
+    fn report_dropped(&mut self) {
+        if self.dropped == 0 {
+            return;
+        }
+        tracing::warn!(
+            target: "nimbus::guest",
+            request_id = %self.tags.request_id,
+            dropped_bytes = self.dropped,
+            "guest output over the per-invocation log limit was dropped"
+        );
+        self.tags.send(
+            Stream::Platform,
+            &format!(
+                "{} bytes of output over the per-invocation log limit were dropped",
+                self.dropped
+            ),
+        );
+        self.dropped = 0;
+    }
+}
+
 /// The output streams of one invocation.
+///
+/// A pre-instantiated instance (`min_instances`) is built before its invocation is known: its
+/// log is [`bound`](GuestLog::bind) to the invocation that takes it, which also restores the
+/// byte budget.
 #[derive(Debug, Clone)]
 pub struct GuestLog {
-    tags: LogTags,
     budget: Arc<Mutex<Budget>>,
 }
 
@@ -85,12 +112,22 @@ impl GuestLog {
     pub fn new(tags: LogTags, limit: usize) -> Self {
         Self {
             budget: Arc::new(Mutex::new(Budget {
+                limit,
                 remaining: limit,
                 dropped: 0,
-                tags: tags.clone(),
+                tags,
             })),
-            tags,
         }
+    }
+
+    /// Hands the log to another invocation: later lines carry `tags`, with a full budget.
+    pub fn bind(&self, tags: LogTags) {
+        let Ok(mut budget) = self.budget.lock() else {
+            return;
+        };
+        budget.report_dropped();
+        budget.tags = tags;
+        budget.remaining = budget.limit;
     }
 
     /// The stream for the guest's stdout.
@@ -110,17 +147,20 @@ impl GuestLog {
     }
 
     fn emit(&self, stream: Stream, line: &[u8]) {
+        let Ok(tags) = self.budget.lock().map(|b| b.tags.clone()) else {
+            return;
+        };
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\n', '\r']);
         tracing::info!(
             target: "nimbus::guest",
-            request_id = %self.tags.request_id,
-            app = %self.tags.app,
-            function = %self.tags.function,
+            request_id = %tags.request_id,
+            app = %tags.app,
+            function = %tags.function,
             stream = stream.as_str(),
             "{text}"
         );
-        self.tags.send(stream, text);
+        tags.send(stream, text);
     }
 
     /// Takes up to `want` bytes from the budget; returns how many may be kept.
@@ -142,21 +182,7 @@ impl GuestLog {
 
 impl Drop for Budget {
     fn drop(&mut self) {
-        if self.dropped > 0 {
-            tracing::warn!(
-                target: "nimbus::guest",
-                request_id = %self.tags.request_id,
-                dropped_bytes = self.dropped,
-                "guest output over the per-invocation log limit was dropped"
-            );
-            self.tags.send(
-                Stream::Platform,
-                &format!(
-                    "{} bytes of output over the per-invocation log limit were dropped",
-                    self.dropped
-                ),
-            );
-        }
+        self.report_dropped();
     }
 }
 
@@ -268,5 +294,49 @@ mod tests {
         out.write_all(b"123456\n").await.unwrap();
         err.write_all(b"abcdef\n").await.unwrap();
         assert_eq!(log.dropped(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_bound_log_tags_lines_anew_with_a_full_budget() {
+        #[derive(Default)]
+        struct Collect(Mutex<Vec<LogLine>>);
+        impl LogSink for Collect {
+            fn log(&self, line: LogLine) {
+                self.0.lock().unwrap().push(line);
+            }
+        }
+        let collected = Arc::new(Collect::default());
+        let sink: Arc<dyn LogSink> = collected.clone();
+        let placeholder = LogTags {
+            sink: Some(sink.clone()),
+            ..tags()
+        };
+        let log = GuestLog::new(placeholder, 4);
+        let mut out = Pin::from(log.stdout().async_stream());
+        out.write_all(b"early!\n").await.unwrap();
+        log.bind(LogTags {
+            request_id: "r2".into(),
+            invocation_id: "i2".into(),
+            sink: Some(sink),
+            ..tags()
+        });
+        out.write_all(b"late\n").await.unwrap();
+        let lines = collected.0.lock().unwrap();
+        let seen: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|l| (&*l.request_id, l.message.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("r1", "earl"),
+                (
+                    "r1",
+                    "3 bytes of output over the per-invocation log limit were dropped"
+                ),
+                ("r2", "late"),
+            ]
+        );
+        assert_eq!(log.dropped(), 0);
     }
 }

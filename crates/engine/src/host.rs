@@ -27,6 +27,8 @@ pub struct HostState {
     pub(crate) outbound: OutboundPolicy,
     pub(crate) cpu: CpuMeter,
     pub(crate) cpu_slot: crate::fair::CpuSlot,
+    /// The guest's stdout/stderr, rebound when a pre-instantiated instance is taken.
+    pub(crate) log: crate::guest_log::GuestLog,
 }
 
 /// Counts the epoch ticks during which the guest was running, as a CPU-time budget.

@@ -28,6 +28,8 @@
 //! - [`residency`]: scale to zero — an idle function's code is released from memory by the
 //!   reaper under its keep-alive policy and activated again by its next call; compiled
 //!   components are shared by digest.
+//! - `provisioned`: provisioned concurrency — the instances of a function with
+//!   `min_instances` made ahead of their invocations and refilled in the background.
 //! - `runtime`: what both share — capabilities resolved once, one `Store` per invocation.
 //! - [`host`]: the per-invocation store data (WASI, wasi-http, limits).
 //! - [`keyvalue`]: `wasi:keyvalue` for guests, on a [`nimbus_kv::KvBackend`], limited to the
@@ -57,6 +59,7 @@ pub mod guest_log;
 pub mod host;
 pub mod keyvalue;
 pub mod outbound;
+mod provisioned;
 pub mod queue;
 pub mod residency;
 mod runtime;

@@ -197,23 +197,10 @@ impl FunctionRuntime {
                     .build(),
                 memory_bytes: 0,
             },
-            outbound: OutboundPolicy::new(
-                self.allowed.clone(),
-                OutboundLimits {
-                    max_requests: limits.max_outbound_requests,
-                    max_connections: limits.max_outbound_connections,
-                },
-                invocation.request_id.clone(),
-                self.engine.services().tracer.clone(),
-            ),
-            cpu: CpuMeter {
-                budget_ms: limits.cpu_time_ms,
-                used_ms: 0,
-                since_yield_ms: 0,
-                slice_ms: config.uncontended_tick.as_millis() as u64,
-                exhausted: false,
-            },
+            outbound: self.outbound(invocation),
+            cpu: self.cpu_meter(),
             cpu_slot: crate::fair::CpuSlot::new(&self.share),
+            log,
         };
         let mut store = Store::new(self.engine.wasmtime(), state);
         store.limiter(|state| &mut state.limits);
@@ -239,6 +226,44 @@ impl FunctionRuntime {
             }
         });
         store
+    }
+
+    /// Hands a pre-instantiated instance's store (built by [`Self::new_store`] for a
+    /// placeholder invocation) to `invocation`: its log lines and outbound requests carry the
+    /// invocation's ids, it sees the secrets' current values, and its CPU budget and CPU slot
+    /// start afresh. What instantiation left in the store (the instance's memory, counted by
+    /// the limiter) stays.
+    pub(crate) fn bind(&self, store: &mut Store<HostState>, invocation: &Invocation) {
+        let state = store.data_mut();
+        state.log.bind(self.log_tags(invocation));
+        state.outbound = self.outbound(invocation);
+        state.config = self.config_values();
+        state.cpu = self.cpu_meter();
+        state.cpu_slot = crate::fair::CpuSlot::new(&self.share);
+        store.set_epoch_deadline(1);
+    }
+
+    fn outbound(&self, invocation: &Invocation) -> OutboundPolicy {
+        let limits = self.spec.limits;
+        OutboundPolicy::new(
+            self.allowed.clone(),
+            OutboundLimits {
+                max_requests: limits.max_outbound_requests,
+                max_connections: limits.max_outbound_connections,
+            },
+            invocation.request_id.clone(),
+            self.engine.services().tracer.clone(),
+        )
+    }
+
+    fn cpu_meter(&self) -> CpuMeter {
+        CpuMeter {
+            budget_ms: self.spec.limits.cpu_time_ms,
+            used_ms: 0,
+            since_yield_ms: 0,
+            slice_ms: self.engine.config().uncontended_tick.as_millis() as u64,
+            exhausted: false,
+        }
     }
 }
 

@@ -25,8 +25,11 @@ use crate::UsageSink;
 use crate::record::UsageRecord;
 use crate::store::RecordStore;
 
-/// How long records gather before a batch is written.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// How long records gather before a batch is written: the kill -9 window. Each batch costs a
+/// commit and an fsync whatever its size: at 50 ms the fsyncs alone were ~0.9% of the
+/// process's CPU under load, a quarter of what metering cost (BENCHMARKS.md, metering
+/// overhead).
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 /// Records waiting for the writer at most; past this they are counted as lost.
 pub const CHANNEL_CAPACITY: usize = 65_536;
 /// How often old raw records are pruned.

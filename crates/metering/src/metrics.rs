@@ -103,6 +103,8 @@ pub struct FunctionGauge {
     pub resident: bool,
     /// Invocations running now.
     pub in_flight: u64,
+    /// Pre-instantiated instances waiting for an invocation (`min_instances`).
+    pub ready: u64,
 }
 
 /// A queue as the scrape sees it.
@@ -306,6 +308,7 @@ impl Metrics {
         let mut scrape = Registry::with_prefix("nimbus");
         let resident = Family::<FunctionLabels, Gauge>::default();
         let in_flight = Family::<FunctionLabels, Gauge>::default();
+        let ready = Family::<FunctionLabels, Gauge>::default();
         for f in &snapshot.functions {
             let labels = FunctionLabels {
                 app: f.app.clone(),
@@ -315,6 +318,9 @@ impl Metrics {
             in_flight
                 .get_or_create(&labels)
                 .set(i64::try_from(f.in_flight).unwrap_or(i64::MAX));
+            ready
+                .get_or_create(&labels)
+                .set(i64::try_from(f.ready).unwrap_or(i64::MAX));
         }
         scrape.register(
             "function_resident",
@@ -325,6 +331,11 @@ impl Metrics {
             "instances_in_flight",
             "Invocations running now (each in its own instance)",
             in_flight,
+        );
+        scrape.register(
+            "instances_ready",
+            "Pre-instantiated instances waiting for an invocation (min_instances)",
+            ready,
         );
         let depth = Family::<QueueLabels, Gauge>::default();
         for q in &snapshot.queues {
@@ -437,6 +448,7 @@ mod tests {
                     function: "api".into(),
                     resident: true,
                     in_flight: 2,
+                    ready: 1,
                 }],
                 queues: vec![QueueGauge {
                     app: "shop".into(),
@@ -470,6 +482,7 @@ mod tests {
         has(r#"nimbus_function_body_bytes_total{app="shop",function="api",direction="out"} 20"#);
         has(r#"nimbus_kv_operations_total{op="get"} 1"#);
         has(r#"nimbus_instances_in_flight{app="shop",function="api"} 2"#);
+        has(r#"nimbus_instances_ready{app="shop",function="api"} 1"#);
         has(r#"nimbus_queue_messages{app="shop",queue="jobs",state="ready"} 5"#);
         has("nimbus_usage_records_lost_total 0");
         has("nimbus_cpu_contended 1");

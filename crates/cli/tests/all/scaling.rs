@@ -133,3 +133,103 @@ async fn idle_functions_scale_to_zero_and_any_call_wakes_them() {
     assert_eq!(pinned.status(), 200);
     nimbus.stop().await;
 }
+
+const PROVISIONED: &str = r#"
+[app]
+name = "warm"
+
+[[function]]
+name = "count"
+component = "count.wasm"
+routes = ["/count"]
+min_instances = 2
+"#;
+
+/// `nimbus_instances_ready` of `warm/count`, from `/metrics`.
+async fn ready_instances(nimbus: &Nimbus) -> u64 {
+    let metrics = nimbus.api_text("/metrics").await;
+    let series = r#"nimbus_instances_ready{app="warm",function="count"} "#;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series))
+        .unwrap_or_else(|| panic!("no {series}in\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+/// Polls until `want` instances are ready (the refill runs in the background).
+async fn wait_ready(nimbus: &Nimbus, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = ready_instances(nimbus).await;
+        if ready == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ready} instances ready, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_instances_are_made_ahead_and_each_serves_one_invocation() {
+    // The app's instance budget is exactly min_instances, and the ready instances hold all of
+    // it: a request can only be served by taking one (admitting an instance of its own would
+    // be refused with a 429).
+    let nimbus = Nimbus::start_configured(|config| {
+        config.engine.max_instances_per_app = Some(2);
+    })
+    .await;
+    let count = guests::c("count");
+    nimbus
+        .deploy(PROVISIONED, &[("count", &count)])
+        .await
+        .unwrap();
+    assert_eq!(ready_instances(&nimbus).await, 2, "the deploy makes them");
+
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        // Each one taken is replaced once its invocation gives the budget back.
+        wait_ready(&nimbus, 2).await;
+        let response = nimbus.get("/count").await;
+        assert_eq!(response.status(), 200);
+        ids.push(
+            response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+        // A fresh instance every time: no state survives from one invocation to the next.
+        assert_eq!(response.text().await.unwrap(), "1\n");
+    }
+
+    // Made before its request existed, each instance's output still carries its request's id.
+    for id in &ids {
+        let query = nimbus_cli::client::LogQuery {
+            invocation: Some(id),
+            ..Default::default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let lines = loop {
+            let lines = nimbus.api.logs(&query).await.unwrap().lines;
+            if !lines.is_empty() || Instant::now() > deadline {
+                break lines;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let messages: Vec<_> = lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(messages, ["call 1"], "request {id}");
+        assert!(lines.iter().all(|l| *l.request_id == **id));
+    }
+
+    // A redeploy's new version gets the budget its old version's ready instances held.
+    nimbus
+        .deploy(PROVISIONED, &[("count", &count)])
+        .await
+        .unwrap();
+    wait_ready(&nimbus, 2).await;
+    assert_eq!(nimbus.get("/count").await.status(), 200);
+    nimbus.stop().await;
+}
