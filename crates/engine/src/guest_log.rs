@@ -311,17 +311,21 @@ mod tests {
             sink: Some(sink.clone()),
             ..tags()
         };
-        let log = GuestLog::new(placeholder, 4);
+        // 5 bytes per invocation: "early" is kept, "!\n" dropped; the unfinished line is
+        // emitted when its stream closes.
+        let log = GuestLog::new(placeholder, 5);
         let mut out = Pin::from(log.stdout().async_stream());
         out.write_all(b"early!\n").await.unwrap();
+        drop(out);
         log.bind(LogTags {
             request_id: "r2".into(),
             invocation_id: "i2".into(),
             sink: Some(sink),
             ..tags()
         });
+        let mut out = Pin::from(log.stdout().async_stream());
         out.write_all(b"late\n").await.unwrap();
-        let lines = collected.0.lock().unwrap();
+        let lines = std::mem::take(&mut *collected.0.lock().unwrap());
         let seen: Vec<(&str, &str)> = lines
             .iter()
             .map(|l| (&*l.request_id, l.message.as_str()))
@@ -329,10 +333,10 @@ mod tests {
         assert_eq!(
             seen,
             [
-                ("r1", "earl"),
+                ("r1", "early"),
                 (
                     "r1",
-                    "3 bytes of output over the per-invocation log limit were dropped"
+                    "2 bytes of output over the per-invocation log limit were dropped"
                 ),
                 ("r2", "late"),
             ]
