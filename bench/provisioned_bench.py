@@ -14,16 +14,10 @@ saturated server, where instantiation only moves off the request's path). Builds
 """
 
 import argparse
-import os
 import statistics
 
+from metering_bench import cpu_seconds
 from serve_bench import Nimbus, build, machine, wrk
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():

@@ -12,7 +12,7 @@ use crate::engine::{Engine, LoadedComponent};
 use crate::error::{EngineError, InvokeError};
 use crate::function::{FunctionSpec, Invocation};
 use crate::host::HostState;
-use crate::provisioned::{Provisioned, ReplenishOnDrop};
+use crate::provisioned::{Provisioned, Ready, ReplenishOnDrop};
 use crate::residency::Resident;
 use crate::runtime::{FunctionRuntime, classify};
 use crate::usage::UsageMeter;
@@ -164,13 +164,11 @@ impl EventFunction {
         let limits = self.rt.spec.limits;
         // Declared first, dropped last: the refill finds the budget and the slot free.
         let _replenish = ReplenishOnDrop(self.provisioned.clone());
-        let (mut store, ready, budget) = match self.provisioned.take(&invocation) {
-            Some(ready) => (ready.store, Some(ready.instance), ready.budget),
-            None => {
-                let budget = self.rt.admit()?;
-                (self.rt.new_store(&invocation), None, budget)
-            }
-        };
+        let Ready {
+            mut store,
+            instance: ready,
+            budget,
+        } = self.provisioned.for_invocation(&invocation)?;
         let (pre, busy, cold) = self
             .code
             .acquire()

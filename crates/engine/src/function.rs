@@ -14,7 +14,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use crate::engine::{Engine, LoadedComponent};
 use crate::error::{EngineError, InvokeError};
 use crate::host::HostState;
-use crate::provisioned::{Provisioned, ReplenishOnDrop};
+use crate::provisioned::{Provisioned, Ready, ReplenishOnDrop};
 use crate::residency::Resident;
 use crate::runtime::{FunctionRuntime, classify};
 use crate::usage::{MeteredBody, UsageMeter};
@@ -253,13 +253,11 @@ impl HttpFunction {
     {
         let limits = self.rt.spec.limits;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(limits.timeout_ms);
-        let (mut store, ready, budget) = match self.provisioned.take(&invocation) {
-            Some(ready) => (ready.store, Some(ready.instance), ready.budget),
-            None => {
-                let budget = self.rt.admit()?;
-                (self.rt.new_store(&invocation), None, budget)
-            }
-        };
+        let Ready {
+            mut store,
+            instance: ready,
+            budget,
+        } = self.provisioned.for_invocation(&invocation)?;
         let (pre, busy, cold) = self
             .code
             .acquire()

@@ -24,7 +24,7 @@ use nimbus_metering::TriggerKind;
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::Store;
 
-use crate::error::EngineError;
+use crate::error::{EngineError, InvokeError};
 use crate::function::Invocation;
 use crate::host::HostState;
 use crate::residency::{Prepare, Resident};
@@ -47,7 +47,7 @@ pub(crate) trait Instantiate: Prepare {
     ) -> Instantiating<'a, Self::Instance>;
 }
 
-/// One instance ready for an invocation.
+/// One instance ready for an invocation (with `I = Option<_>`: what an invocation runs with).
 pub(crate) struct Ready<I> {
     pub(crate) store: Store<HostState>,
     pub(crate) instance: I,
@@ -82,8 +82,29 @@ impl<P: Instantiate> Provisioned<P> {
         })
     }
 
+    /// What `invocation` runs with: a ready instance bound to it, or else a fresh store under
+    /// a new unit of the app's budget (`AppAtCapacity` when it has none), the instance still to
+    /// be made.
+    pub(crate) fn for_invocation(
+        &self,
+        invocation: &Invocation,
+    ) -> Result<Ready<Option<P::Instance>>, InvokeError> {
+        if let Some(ready) = self.take(invocation) {
+            return Ok(Ready {
+                store: ready.store,
+                instance: Some(ready.instance),
+                budget: ready.budget,
+            });
+        }
+        Ok(Ready {
+            budget: self.rt.admit()?,
+            store: self.rt.new_store(invocation),
+            instance: None,
+        })
+    }
+
     /// A ready instance, bound to `invocation`, if there is one.
-    pub(crate) fn take(&self, invocation: &Invocation) -> Option<Ready<P::Instance>> {
+    fn take(&self, invocation: &Invocation) -> Option<Ready<P::Instance>> {
         if self.target == 0 {
             return None;
         }

@@ -12,7 +12,7 @@ use crate::guests;
 use crate::harness::Nimbus;
 
 /// Polls the logs API until `want` says the lines are complete.
-async fn lines_until(
+pub(crate) async fn lines_until(
     nimbus: &Nimbus,
     query: &LogQuery<'_>,
     want: impl Fn(&[LogLine]) -> bool,

@@ -211,14 +211,7 @@ async fn min_instances_are_made_ahead_and_each_serves_one_invocation() {
             invocation: Some(id),
             ..Default::default()
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let lines = loop {
-            let lines = nimbus.api.logs(&query).await.unwrap().lines;
-            if !lines.is_empty() || Instant::now() > deadline {
-                break lines;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let lines = crate::logs::lines_until(&nimbus, &query, |lines| !lines.is_empty()).await;
         let messages: Vec<_> = lines.iter().map(|l| l.message.as_str()).collect();
         assert_eq!(messages, ["call 1"], "request {id}");
         assert!(lines.iter().all(|l| *l.request_id == **id));
