@@ -5,7 +5,7 @@ same wrk load in one run (these machines are noisy; alternating spreads the nois
 Usage (from the repository root):
 
     python3 bench/metering_bench.py [--duration 10] [--rounds 3] [--connections 16] \
-        [--only c,js,log,trace]
+        [--only c,js,log,trace] [--together] [--fresh] [--aa]
 
 `log` is the C `env` guest, which writes a line to stdout and one to stderr per request, so
 the log store is exercised too (--no-metering turns off usage records, metrics and the log
@@ -21,6 +21,11 @@ servers saturated and sharing the cores): whatever the VM's neighbours do to one
 they do to the other's, so the CPU per request of the two sides compares under the same
 conditions. Alternating rounds cannot do that: on a noisy day consecutive 10 s rounds of the
 same binary differed by up to 25%.
+
+--fresh starts both servers anew for every round: if two processes of one binary differ for
+reasons of their own (where their memory landed, huge pages or not), a run with one pair of
+processes measures that difference every round; fresh pairs turn it into noise that the
+median over rounds averages out.
 """
 
 import argparse
@@ -112,6 +117,8 @@ def main():
     ap.add_argument("--only", default="c,js,log")
     ap.add_argument("--together", action="store_true",
                     help="load both sides at once in every round instead of one after the other")
+    ap.add_argument("--fresh", action="store_true",
+                    help="start both servers anew for every round instead of once per guest")
     ap.add_argument("--aa", action="store_true",
                     help="A/A run: both sides with metering off, to see the bench's own noise")
     args = ap.parse_args()
@@ -138,9 +145,11 @@ def main():
             names = ("metering on", "metering off")
             if args.aa:
                 on_args, names = ["--no-metering"], ("off (A)", "off (B)")
-        metered = Nimbus(extra_args=["--s3-listen", "127.0.0.1:0", *on_args]).start()
-        plain = Nimbus(extra_args=["--s3-listen", "127.0.0.1:0", *off_args]).start()
-        try:
+        def start_pair():
+            """Both servers started, the guest deployed and warmed up, the metered side's
+            usage count taken."""
+            metered = Nimbus(extra_args=["--s3-listen", "127.0.0.1:0", *on_args]).start()
+            plain = Nimbus(extra_args=["--s3-listen", "127.0.0.1:0", *off_args]).start()
             for n in (metered, plain):
                 n.deploy(component, route)
                 urllib.request.urlopen(f"http://127.0.0.1:{n.port}{route}").read()
@@ -148,11 +157,30 @@ def main():
             for n in (metered, plain):
                 wrk(f"http://127.0.0.1:{n.port}{route}", 2, args.connections)
             time.sleep(0.5)  # let the warm-up's records land first
-            metered_api = not (args.aa and key != "trace")
             before, _ = usage_total(metered) if metered_api else (0, None)
+            return metered, plain, before
+
+        def stop_pair(metered, plain, before):
+            """Stops both; returns how many invocations the metered side recorded since
+            `before`, and its loss counters."""
+            try:
+                time.sleep(0.5)  # the meter's flush window
+                after, counts = usage_total(metered) if metered_api else (0, {"lost": 0})
+                return after - before, counts
+            finally:
+                metered.stop()
+                plain.stop()
+
+        metered_api = not (args.aa and key != "trace")
+        pair_state = None if args.fresh else start_pair()
+        recorded, lost = 0, 0
+        try:
             served = 0
             results = {names[0]: [], names[1]: []}
             for r in range(args.rounds):
+                if args.fresh:
+                    pair_state = start_pair()
+                metered, plain, _ = pair_state
                 # Which side goes first alternates: an A/A run showed the side that always
                 # went first using up to 8% more CPU per request on a noisy day.
                 pair = ((names[0], metered), (names[1], plain))
@@ -164,8 +192,14 @@ def main():
                     print(f"  {label:<34} round {r + 1} {name:<13} {res['rps']:>9.0f} req/s  "
                           f"{res['cpu_us']:6.1f} CPU µs/req  "
                           f"p50 {res['p50_ms']:.2f} ms  p99 {res['p99_ms']:.2f} ms", flush=True)
-            time.sleep(0.5)  # the meter's flush window
-            after, counts = usage_total(metered) if metered_api else (0, {"lost": "-"})
+                if args.fresh:
+                    state, pair_state = pair_state, None
+                    n_rec, counts = stop_pair(*state)
+                    recorded, lost = recorded + n_rec, lost + counts["lost"]
+            if pair_state is not None:
+                state, pair_state = pair_state, None
+                n_rec, counts = stop_pair(*state)
+                recorded, lost = recorded + n_rec, lost + counts["lost"]
             on = statistics.median(x["rps"] for x in results[names[0]])
             off = statistics.median(x["rps"] for x in results[names[1]])
             cpu_on = statistics.median(x["cpu_us"] for x in results[names[0]])
@@ -176,19 +210,18 @@ def main():
             paired = statistics.median(
                 (a["cpu_us"] - b["cpu_us"]) / b["cpu_us"] * 100
                 for a, b in zip(results[names[0]], results[names[1]]))
-            summary.append((label, on, off, cpu_on, cpu_off, paired, after - before, served,
-                            counts))
+            summary.append((label, on, off, cpu_on, cpu_off, paired, recorded, served, lost))
         finally:
-            metered.stop()
-            plain.stop()
+            if pair_state is not None:
+                stop_pair(*pair_state)
 
     print(f"\n{'guest':<34} {'on req/s':>10} {'off req/s':>10} {'cost':>7}  "
           f"{'CPU µs/req on':>14} {'off':>6} {'cost':>7} {'paired':>7}   records / ~served  lost")
-    for label, on, off, cpu_on, cpu_off, paired, recorded, served, counts in summary:
+    for label, on, off, cpu_on, cpu_off, paired, recorded, served, lost in summary:
         cost = (off - on) / off * 100
         cpu_cost = (cpu_on - cpu_off) / cpu_off * 100
         print(f"{label:<34} {on:>10.0f} {off:>10.0f} {cost:>6.1f}%  {cpu_on:>14.1f} {cpu_off:>6.1f} "
-              f"{cpu_cost:>6.1f}% {paired:>6.1f}%   {recorded} / ~{served}  {counts['lost']}")
+              f"{cpu_cost:>6.1f}% {paired:>6.1f}%   {recorded} / ~{served}  {lost}")
     print("\ncost: of the median req/s; CPU cost: of the median server CPU per request; paired: "
           "median over rounds of that round's CPU difference")
     if Sink.received:

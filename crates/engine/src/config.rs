@@ -38,9 +38,11 @@ pub struct EngineConfig {
     pub guest_log_limit: usize,
     /// WebAssembly stack limit per instance.
     pub max_wasm_stack: usize,
-    /// Bytes of each pooled memory and table slot reset in place (memset) when an instance
-    /// ends, instead of being returned to the kernel. Resetting keeps the pages mapped, so the
-    /// next instance in the slot takes no page faults on them.
+    /// Bytes of each pooled memory and table slot reset in place when an instance ends,
+    /// instead of being returned to the kernel. Resetting keeps the pages mapped, so the next
+    /// instance in the slot takes no page faults on them. Where the kernel has `PAGEMAP_SCAN`
+    /// (Linux 6.7+) only the pages the instance dirtied are reset, up to this many bytes;
+    /// elsewhere this whole prefix is rewritten every time.
     pub keep_resident_bytes: usize,
     /// When an idle function's compiled code is released from memory (and, for the hybrid
     /// policy, loaded again ahead of its next predicted call).

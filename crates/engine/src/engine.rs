@@ -317,10 +317,17 @@ fn wasmtime_config(config: &EngineConfig, pooling: bool) -> Config {
         // Modules built with reference types (an externref table beside the funcref one, or
         // tables of their own) need more than the default one table per module.
         pool.max_tables_per_module(4);
-        // Keep freed slots' first pages resident: resetting them with memset is cheaper than
-        // an madvise + page fault per request for small guests.
+        // Keep freed slots' pages resident: resetting them in place is cheaper than an
+        // madvise + page fault per page on the next request.
         pool.linear_memory_keep_resident(config.keep_resident_bytes);
         pool.table_keep_resident(config.keep_resident_bytes);
+        // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only the pages an instance
+        // dirtied. Without it every reset rewrites the whole kept-resident prefix (16 MiB by
+        // default: the data image copied back, the rest zeroed) after every invocation, and the
+        // first reset of a slot that held another module write-faults every page of it: 5 ms
+        // of the JS hello's scale-from-zero activation and a quarter of its warm CPU
+        // (BENCHMARKS.md, session 10). Falls back to the full rewrite where the ioctl is missing.
+        pool.pagemap_scan(wasmtime::Enabled::Auto);
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     c
