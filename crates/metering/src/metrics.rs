@@ -222,8 +222,9 @@ impl Metrics {
     /// once per batch, not once per record.
     pub fn observe(&self, records: &[UsageRecord]) {
         // Durations go straight into their function's histogram (a handle looked up once per
-        // function and batch): collecting them first grew a fresh vector per batch, and its
-        // new pages were a fifth of the writer's CPU (kernel page zeroing).
+        // function and batch). Collecting them first grew a fresh vector every batch, its
+        // reallocations landing on new pages the kernel zeroed; without it the writer's CPU
+        // samples fell by a fifth under load (BENCHMARKS.md, metering, session 10).
         struct Sums {
             duration: Histogram,
             cold: u64,
