@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Density benchmark: many deployed functions on one Nimbus. Usage (from the repository root):
 
-    python3 bench/density_bench.py [--functions 10000] [--components 10] [--per-app 100]
+    python3 bench/density_bench.py [--functions 10000] [--components 10] [--per-app 100] \
+        [--nimbus-args '--queues nats://127.0.0.1:4222']
 
 Deploys --functions functions (each with its own route, --per-app per app) built from
 --components distinct components: the minimal C hello, made distinct by a custom section
@@ -78,6 +79,12 @@ def main():
     parser.add_argument("--components", type=int, default=10)
     parser.add_argument("--per-app", type=int, default=100)
     parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--nimbus-args", default="",
+                        help="extra server flags, e.g. '--queues nats://127.0.0.1:4222' (each "
+                             "function's async-invocation queue on JetStream)")
+    parser.add_argument("--settle", type=int, default=0,
+                        help="seconds to wait after the deploys before measuring, for work the "
+                             "deploys start in the background (JetStream consumers)")
     args = parser.parse_args()
     run(["cargo", "build", "--release", "--locked", "-p", "nimbus-cli"], cwd=ROOT)
     out = os.path.join(ROOT, "target", "bench-guests")
@@ -88,9 +95,10 @@ def main():
         base = f.read()
     print(f"machine: {machine()}")
     print(f"command: python3 bench/density_bench.py --functions {args.functions} "
-          f"--components {args.components} --per-app {args.per_app}")
+          f"--components {args.components} --per-app {args.per_app} "
+          f"--nimbus-args '{args.nimbus_args}' --settle {args.settle}")
 
-    nimbus = Nimbus(extra_args=["--keep-alive", "0s"]).start()
+    nimbus = Nimbus(extra_args=["--keep-alive", "0s", *args.nimbus_args.split()]).start()
     try:
         time.sleep(1)
         base_rss = rss_mib(nimbus.proc.pid)
@@ -106,6 +114,7 @@ def main():
             apps.append((app, [name for name, _ in batch]))
             n += len(batch)
         deploy_s = time.time() - started
+        time.sleep(args.settle)
         deployed_rss = rss_mib(nimbus.proc.pid)
         deadline = time.time() + 120
         while resident_count(nimbus, [a for a, _ in apps]) > 0:
