@@ -226,6 +226,7 @@ impl Metrics {
         // reallocations landing on new pages the kernel zeroed; without it the writer's CPU
         // samples fell by a fifth under load (BENCHMARKS.md, metering, session 10).
         struct Sums {
+            labels: FunctionLabels,
             duration: Histogram,
             cold: u64,
             mb_ms: u64,
@@ -242,16 +243,20 @@ impl Metrics {
             if !r.outcome.is_billed() {
                 continue;
             }
-            let s = sums.entry((&r.app, &r.function)).or_insert_with(|| Sums {
-                duration: self.duration.get_or_create_owned(&FunctionLabels {
+            let s = sums.entry((&r.app, &r.function)).or_insert_with(|| {
+                let labels = FunctionLabels {
                     app: r.app.to_string(),
                     function: r.function.to_string(),
-                }),
-                cold: 0,
-                mb_ms: 0,
-                cpu_us: 0,
-                bytes_in: 0,
-                bytes_out: 0,
+                };
+                Sums {
+                    duration: self.duration.get_or_create_owned(&labels),
+                    labels,
+                    cold: 0,
+                    mb_ms: 0,
+                    cpu_us: 0,
+                    bytes_in: 0,
+                    bytes_out: 0,
+                }
             });
             s.duration.observe(r.duration_us as f64 / 1e6);
             s.cold += u64::from(r.cold_start);
@@ -270,19 +275,14 @@ impl Metrics {
                 })
                 .inc_by(n);
         }
-        for ((app, function), s) in sums {
-            let f = FunctionLabels {
-                app: app.to_owned(),
-                function: function.to_owned(),
-            };
+        for s in sums.into_values() {
+            let f = &s.labels;
             if s.cold > 0 {
-                self.cold_starts.get_or_create(&f).inc_by(s.cold);
+                self.cold_starts.get_or_create(f).inc_by(s.cold);
             }
-            self.gb_seconds
-                .get_or_create(&f)
-                .inc_by(gb_seconds(s.mb_ms));
+            self.gb_seconds.get_or_create(f).inc_by(gb_seconds(s.mb_ms));
             self.cpu_seconds
-                .get_or_create(&f)
+                .get_or_create(f)
                 .inc_by(s.cpu_us as f64 / 1e6);
             for (direction, n) in [("in", s.bytes_in), ("out", s.bytes_out)] {
                 self.bytes
