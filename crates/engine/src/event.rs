@@ -199,7 +199,7 @@ impl EventFunction {
             result.map_err(|e| classify(&e, store.data().cpu, limits))
         };
         let timeout = Duration::from_millis(limits.timeout_ms);
-        let result = match tokio::time::timeout(timeout, meter.timed(share, run)).await {
+        let result = match tokio::time::timeout(timeout, meter.timed(share, &slot, run)).await {
             Ok(result) => result,
             Err(_) => Err(InvokeError::Timeout(limits.timeout_ms)),
         };

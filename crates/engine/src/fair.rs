@@ -17,7 +17,9 @@
 //! gives its slot back and queues (first come, first served) for one again. However many
 //! CPU-bound requests an app has, at most that many of its guests are runnable at once; the
 //! rest wait off the run queue, and another app's requests find a core that no CPU-bound
-//! guest of the flooding app can take.
+//! guest of the flooding app can take. A tick yields only a guest that has run for at least
+//! half a tick in all ([`CpuSlot::ran_a_slice`]): a short request that a tick happens to land
+//! on finishes instead of queueing again behind other apps' slices.
 //!
 //! Requests that finish within their first tick never meet a tick, so a flood of *short*
 //! requests would slip past the slots. Two rules close that gap; both hold an app's
@@ -40,7 +42,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -151,6 +153,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl FairShare {
     pub(crate) fn new(slots_per_app: usize, instances_per_app: usize) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        origin();
         Self {
             slots_per_app: slots_per_app.max(1),
             instances_per_app: instances_per_app.max(1),
@@ -428,12 +431,22 @@ fn parse_proc_stat(stat: &str) -> Option<(u64, u64)> {
     Some((busy, busy + idle + iowait))
 }
 
-/// The slot one invocation holds while it runs a slice past its first tick.
+/// The origin of [`CpuSlot`]'s poll stamps.
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// The slot one invocation holds while it runs a slice past its first tick, and when the
+/// guest's current poll began (a tick yields only a guest that has run a slice).
 #[derive(Clone)]
 pub(crate) struct CpuSlot {
     app: Arc<Semaphore>,
     governor: Arc<Governor>,
     held: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    /// When the guest would have begun running had it run without a break: its current poll's
+    /// start less the time its earlier polls ran, in ns since [`origin`] (0: never noted).
+    ran_since_ns: Arc<AtomicU64>,
 }
 
 impl CpuSlot {
@@ -442,7 +455,35 @@ impl CpuSlot {
             app: share.cpu.clone(),
             governor: share.governor.clone(),
             held: Arc::new(Mutex::new(None)),
+            ran_since_ns: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Notes that the guest's future is polled from `at` on, after running for `ran_before` in
+    /// its earlier polls (`UsageMeter::timed` calls it at every poll).
+    pub(crate) fn polling_from(&self, at: Instant, ran_before: Duration) {
+        let ns = at.saturating_duration_since(origin()).as_nanos() as u64;
+        let since = ns.saturating_sub(ran_before.as_nanos() as u64);
+        self.ran_since_ns.store(since.max(1), Ordering::Relaxed);
+    }
+
+    /// Whether the guest, at a tick of `tick_ms`, has run for at least half a tick in all (its
+    /// earlier polls and the current one). Only then does it yield: a tick lands on a short
+    /// request at random (a hello world runs ~30 µs, so at 1 ms ticks on ~3% of them), and
+    /// yielding sent that request to the back of the run queue, behind other apps' slices,
+    /// which set a victim app's p99 under a flood of cheap requests. A guest that runs on is
+    /// caught by the next tick; a CPU-bound one has run for longer than that after its first
+    /// slice, so it still yields at every tick. A guest whose polls were never noted always
+    /// counts as having run a slice.
+    pub(crate) fn ran_a_slice(&self, tick_ms: u64) -> bool {
+        let started = self.ran_since_ns.load(Ordering::Relaxed);
+        if started == 0 {
+            return true;
+        }
+        let now = Instant::now()
+            .saturating_duration_since(origin())
+            .as_nanos() as u64;
+        now.saturating_sub(started) >= tick_ms.saturating_mul(500_000)
     }
 
     /// Takes one of the app's slots for the guest's first slice (held until its first tick or
@@ -632,6 +673,22 @@ mod tests {
         // A contended tick longer than the uncontended one is used for both.
         let long = Duration::from_millis(10);
         assert_eq!(governor.next_tick(long, slow), long);
+    }
+
+    #[test]
+    fn a_tick_yields_only_a_guest_that_has_run_half_a_tick_in_its_poll() {
+        let fair = FairShare::new(1, 10);
+        let slot = CpuSlot::new(&fair.app("t", "a"));
+        assert!(slot.ran_a_slice(1), "never noted: counts as running");
+        slot.polling_from(Instant::now(), Duration::ZERO);
+        assert!(!slot.ran_a_slice(1), "just started");
+        std::thread::sleep(Duration::from_millis(3));
+        assert!(slot.ran_a_slice(1), "3 ms into its poll");
+        assert!(!slot.ran_a_slice(10_000), "far from half of a 10 s tick");
+        slot.polling_from(Instant::now(), Duration::from_micros(100));
+        assert!(!slot.ran_a_slice(1), "a new poll of a guest that ran 100 µs before");
+        slot.polling_from(Instant::now(), Duration::from_millis(2));
+        assert!(slot.ran_a_slice(1), "a guest that ran 2 ms before this poll");
     }
 
     #[tokio::test]

@@ -309,7 +309,7 @@ impl HttpFunction {
                     .await
                     .map_err(|e| classify(&e, store.data().cpu, limits))
             };
-            let run = nimbus_trace::in_scope(&span, task_meter.timed(&share, run));
+            let run = nimbus_trace::in_scope(&span, task_meter.timed(&share, &slot, run));
             let result = match tokio::time::timeout_at(deadline, run).await {
                 Ok(result) => result,
                 Err(_) => Err(InvokeError::Timeout(limits.timeout_ms)),

@@ -22,7 +22,7 @@ use nimbus_metering::{Outcome, RECORD_VERSION, UsageRecord, UsageSink};
 use wasmtime::{ResourceLimiter, StoreLimits};
 
 use crate::error::InvokeError;
-use crate::fair::AppShare;
+use crate::fair::{AppShare, CpuSlot};
 use crate::function::{FunctionSpec, Invocation};
 
 /// The usage of one invocation, shared by everything that takes part in it. A no-op when
@@ -191,8 +191,14 @@ impl UsageMeter {
     /// Runs `fut`, adding the time spent in its polls to the invocation's CPU time and to its
     /// app's use in the governor's window, and, when it ends or is dropped (a timeout), to the
     /// app's moving average per invocation (both decide whether the app's next invocations
-    /// queue for a CPU slot, see `fair`).
-    pub(crate) async fn timed<F: Future>(&self, share: &AppShare, fut: F) -> F::Output {
+    /// queue for a CPU slot, see `fair`). Each poll's start is noted in `slot`, so that an
+    /// epoch tick can tell how long the guest has been running.
+    pub(crate) async fn timed<F: Future>(
+        &self,
+        share: &AppShare,
+        slot: &CpuSlot,
+        fut: F,
+    ) -> F::Output {
         struct Tally<'a> {
             meter: &'a UsageMeter,
             share: &'a AppShare,
@@ -212,6 +218,7 @@ impl UsageMeter {
         let mut fut = std::pin::pin!(fut);
         std::future::poll_fn(|cx| {
             let started = Instant::now();
+            slot.polling_from(started, tally.total);
             let result = fut.as_mut().poll(cx);
             let used = started.elapsed();
             tally.total += used;
@@ -413,8 +420,9 @@ mod tests {
         let body_side = meter.clone();
         meter.add_bytes_in(10);
         let share = crate::fair::FairShare::new(1, 1).app("t", "a");
+        let slot = CpuSlot::new(&share);
         meter
-            .timed(&share, async {
+            .timed(&share, &slot, async {
                 std::thread::sleep(Duration::from_millis(3))
             })
             .await;
