@@ -437,16 +437,21 @@ fn origin() -> Instant {
     *ORIGIN.get_or_init(Instant::now)
 }
 
-/// The slot one invocation holds while it runs a slice past its first tick, and when the
-/// guest's current poll began (a tick yields only a guest that has run a slice).
+/// The slot one invocation holds while it runs a slice past its first tick, and how long its
+/// guest has run (a tick yields only a guest that has run half a tick).
 #[derive(Clone)]
 pub(crate) struct CpuSlot {
     app: Arc<Semaphore>,
     governor: Arc<Governor>,
-    held: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    state: Arc<SlotState>,
+}
+
+/// What the clones of one invocation's [`CpuSlot`] share (one allocation per invocation).
+struct SlotState {
+    held: Mutex<Option<OwnedSemaphorePermit>>,
     /// When the guest would have begun running had it run without a break: its current poll's
     /// start less the time its earlier polls ran, in ns since [`origin`] (0: never noted).
-    ran_since_ns: Arc<AtomicU64>,
+    ran_since_ns: AtomicU64,
 }
 
 impl CpuSlot {
@@ -454,8 +459,10 @@ impl CpuSlot {
         Self {
             app: share.cpu.clone(),
             governor: share.governor.clone(),
-            held: Arc::new(Mutex::new(None)),
-            ran_since_ns: Arc::new(AtomicU64::new(0)),
+            state: Arc::new(SlotState {
+                held: Mutex::new(None),
+                ran_since_ns: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -464,7 +471,9 @@ impl CpuSlot {
     pub(crate) fn polling_from(&self, at: Instant, ran_before: Duration) {
         let ns = at.saturating_duration_since(origin()).as_nanos() as u64;
         let since = ns.saturating_sub(ran_before.as_nanos() as u64);
-        self.ran_since_ns.store(since.max(1), Ordering::Relaxed);
+        self.state
+            .ran_since_ns
+            .store(since.max(1), Ordering::Relaxed);
     }
 
     /// Whether the guest, at a tick of `tick_ms`, has run for at least half a tick in all (its
@@ -476,7 +485,7 @@ impl CpuSlot {
     /// slice, so it still yields at every tick. A guest whose polls were never noted always
     /// counts as having run a slice.
     pub(crate) fn ran_a_slice(&self, tick_ms: u64) -> bool {
-        let started = self.ran_since_ns.load(Ordering::Relaxed);
+        let started = self.state.ran_since_ns.load(Ordering::Relaxed);
         if started == 0 {
             return true;
         }
@@ -491,7 +500,7 @@ impl CpuSlot {
     /// to its slots.
     pub(crate) async fn first_slice(&self) {
         let permit = self.app.clone().acquire_owned().await.ok();
-        *lock(&self.held) = permit;
+        *lock(&self.state.held) = permit;
     }
 
     /// At an epoch tick: how long the tick was, in ms, and whether a busy guest yields at
@@ -509,15 +518,15 @@ impl CpuSlot {
     pub(crate) fn next_slice(
         &self,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        drop(lock(&self.held).take());
+        drop(lock(&self.state.held).take());
         if !self.governor.is_contended() {
             return Box::pin(tokio::task::yield_now());
         }
         let app = self.app.clone();
-        let held = self.held.clone();
+        let state = self.state.clone();
         Box::pin(async move {
             let permit = app.acquire_owned().await.ok();
-            *lock(&held) = permit;
+            *lock(&state.held) = permit;
             tokio::task::yield_now().await;
         })
     }
@@ -686,9 +695,15 @@ mod tests {
         assert!(slot.ran_a_slice(1), "3 ms into its poll");
         assert!(!slot.ran_a_slice(10_000), "far from half of a 10 s tick");
         slot.polling_from(Instant::now(), Duration::from_micros(100));
-        assert!(!slot.ran_a_slice(1), "a new poll of a guest that ran 100 µs before");
+        assert!(
+            !slot.ran_a_slice(1),
+            "a new poll of a guest that ran 100 µs before"
+        );
         slot.polling_from(Instant::now(), Duration::from_millis(2));
-        assert!(slot.ran_a_slice(1), "a guest that ran 2 ms before this poll");
+        assert!(
+            slot.ran_a_slice(1),
+            "a guest that ran 2 ms before this poll"
+        );
     }
 
     #[tokio::test]

@@ -92,8 +92,8 @@ impl UsageMeter {
             sink: sink.clone(),
             record: Some(UsageRecord {
                 v: RECORD_VERSION,
-                invocation_id: invocation.invocation_id.clone(),
-                request_id: invocation.request_id.clone(),
+                invocation_id: (&invocation.invocation_id).into(),
+                request_id: (&invocation.request_id).into(),
                 tenant: names.tenant.clone(),
                 app: names.app.clone(),
                 function: names.function.clone(),

@@ -9,7 +9,8 @@
 //!
 //! # Layout
 //!
-//! - [`record`]: the versioned usage record, trigger kinds and outcomes.
+//! - [`record`]: the versioned usage record, trigger kinds and outcomes; `id`: the ids it
+//!   carries inline ([`RecordId`]).
 //! - [`meter`]: the non-blocking sink and its batching writer thread (durability window, loss
 //!   accounting).
 //! - [`metrics`]: Prometheus series (from records, operation counters, a scrape snapshot).
@@ -23,6 +24,7 @@
 mod encoding;
 pub mod error;
 pub mod export;
+mod id;
 pub mod meter;
 pub mod metrics;
 pub mod price;
@@ -34,7 +36,7 @@ pub use error::MeteringError;
 pub use meter::{Meter, MeterCounts};
 pub use metrics::Metrics;
 pub use price::PriceTable;
-pub use record::{Outcome, RECORD_VERSION, TriggerKind, UsageRecord};
+pub use record::{Outcome, RECORD_VERSION, RecordId, TriggerKind, UsageRecord};
 pub use rollup::{Counters, GroupBy, Rollup, UsageReport, UsageRow};
 pub use store::{Filter, RecordStore, UsageDb};
 

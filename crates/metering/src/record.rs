@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::id::RecordId;
+
 /// The version written into every new record.
 pub const RECORD_VERSION: u32 = 1;
 
@@ -83,16 +85,17 @@ impl Outcome {
     }
 }
 
-/// What one invocation used. Names and ids are shared (`Arc<str>`) with the invocation that
-/// made the record, so making one copies no strings.
+/// What one invocation used. Names are shared (`Arc<str>`) with the invocation that made the
+/// record; ids are copied into it ([`RecordId`]), so the writer thread that drops it frees none
+/// of the invocation's allocations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {
     /// Record format version ([`RECORD_VERSION`] when written by this build).
     pub v: u32,
     /// The invocation: stable across retries of the same event or async invocation.
-    pub invocation_id: Arc<str>,
+    pub invocation_id: RecordId,
     /// This run of it: the id on its log lines (and `x-request-id` for HTTP).
-    pub request_id: Arc<str>,
+    pub request_id: RecordId,
     /// The tenant owning the app.
     pub tenant: Arc<str>,
     /// The app.
