@@ -685,7 +685,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tick_yields_only_a_guest_that_has_run_half_a_tick_in_its_poll() {
+    fn a_tick_yields_only_a_guest_that_has_run_half_a_tick_in_all() {
         let fair = FairShare::new(1, 10);
         let slot = CpuSlot::new(&fair.app("t", "a"));
         assert!(slot.ran_a_slice(1), "never noted: counts as running");
