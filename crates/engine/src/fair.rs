@@ -17,9 +17,9 @@
 //! gives its slot back and queues (first come, first served) for one again. However many
 //! CPU-bound requests an app has, at most that many of its guests are runnable at once; the
 //! rest wait off the run queue, and another app's requests find a core that no CPU-bound
-//! guest of the flooding app can take. A tick yields only a guest that has run for at least
-//! half a tick in all ([`CpuSlot::ran_a_slice`]): a short request that a tick happens to land
-//! on finishes instead of queueing again behind other apps' slices.
+//! guest of the flooding app can take. While apps contend, a tick yields only a guest that
+//! has run for at least [`MIN_SLICE`] in all ([`CpuSlot::may_yield`]): a short request that a
+//! tick happens to land on finishes instead of queueing again behind other apps' slices.
 //!
 //! Requests that finish within their first tick never meet a tick, so a flood of *short*
 //! requests would slip past the slots. Two rules close that gap; both hold an app's
@@ -65,6 +65,10 @@ pub(crate) const SATURATED: f64 = 0.8;
 /// An app using more than this times an equal split of the guests' CPU, on a contended
 /// machine, is throttled.
 pub(crate) const OVER_SHARE: f64 = 1.25;
+
+/// While apps contend, how long a guest must have run before an epoch tick makes it yield
+/// ([`CpuSlot::may_yield`]): half of the 1 ms contended tick.
+pub(crate) const MIN_SLICE: Duration = Duration::from_micros(500);
 
 /// How long after its last invocation an app is still owed a share: a victim between two
 /// requests still counts.
@@ -438,7 +442,7 @@ fn origin() -> Instant {
 }
 
 /// The slot one invocation holds while it runs a slice past its first tick, and how long its
-/// guest has run (a tick yields only a guest that has run half a tick).
+/// guest has run (a tick yields only a guest that has run [`MIN_SLICE`]).
 #[derive(Clone)]
 pub(crate) struct CpuSlot {
     app: Arc<Semaphore>,
@@ -476,15 +480,26 @@ impl CpuSlot {
             .store(since.max(1), Ordering::Relaxed);
     }
 
-    /// Whether the guest, at a tick of `tick_ms`, has run for at least half a tick in all (its
-    /// earlier polls and the current one). Only then does it yield: a tick lands on a short
+    /// Whether an epoch tick may make the guest yield: on an uncontended machine always (the
+    /// ticker's own rules apply), while apps contend only once it has run for at least
+    /// [`MIN_SLICE`] in all (its earlier polls and the current one). A tick lands on a short
     /// request at random (a hello world runs ~30 µs, so at 1 ms ticks on ~3% of them), and
-    /// yielding sent that request to the back of the run queue, behind other apps' slices,
+    /// yielding sent that request to the back of the run queue, behind the other apps' slices,
     /// which set a victim app's p99 under a flood of cheap requests. A guest that runs on is
     /// caught by the next tick; a CPU-bound one has run for longer than that after its first
-    /// slice, so it still yields at every tick. A guest whose polls were never noted always
-    /// counts as having run a slice.
-    pub(crate) fn ran_a_slice(&self, tick_ms: u64) -> bool {
+    /// slice, so it still yields at every tick.
+    ///
+    /// Not on an uncontended machine: there a lone function at its `max_concurrency` whose
+    /// guests are CPU-bound relies on being cut at ticks for its 429s to be answered soon —
+    /// with the rule applied there too, its rejections at 2× its capacity took 6.1–6.8 ms p99
+    /// instead of ~5 (BENCHMARKS.md, overload).
+    pub(crate) fn may_yield(&self) -> bool {
+        !self.governor.is_contended() || self.ran_a_slice()
+    }
+
+    /// Whether the guest has run for at least [`MIN_SLICE`] in all (a guest whose polls were
+    /// never noted counts as having run it).
+    fn ran_a_slice(&self) -> bool {
         let started = self.state.ran_since_ns.load(Ordering::Relaxed);
         if started == 0 {
             return true;
@@ -492,7 +507,7 @@ impl CpuSlot {
         let now = Instant::now()
             .saturating_duration_since(origin())
             .as_nanos() as u64;
-        now.saturating_sub(started) >= tick_ms.saturating_mul(500_000)
+        now.saturating_sub(started) >= MIN_SLICE.as_nanos() as u64
     }
 
     /// Takes one of the app's slots for the guest's first slice (held until its first tick or
@@ -685,24 +700,31 @@ mod tests {
     }
 
     #[test]
-    fn a_tick_yields_only_a_guest_that_has_run_half_a_tick_in_all() {
+    fn a_tick_yields_only_a_guest_that_has_run_a_slice_in_all() {
         let fair = FairShare::new(1, 10);
         let slot = CpuSlot::new(&fair.app("t", "a"));
-        assert!(slot.ran_a_slice(1), "never noted: counts as running");
+        assert!(slot.ran_a_slice(), "never noted: counts as running");
         slot.polling_from(Instant::now(), Duration::ZERO);
-        assert!(!slot.ran_a_slice(1), "just started");
-        std::thread::sleep(Duration::from_millis(3));
-        assert!(slot.ran_a_slice(1), "3 ms into its poll");
-        assert!(!slot.ran_a_slice(10_000), "far from half of a 10 s tick");
+        assert!(!slot.ran_a_slice(), "just started");
+        std::thread::sleep(MIN_SLICE * 2);
+        assert!(slot.ran_a_slice(), "well into its poll");
         slot.polling_from(Instant::now(), Duration::from_micros(100));
         assert!(
-            !slot.ran_a_slice(1),
+            !slot.ran_a_slice(),
             "a new poll of a guest that ran 100 µs before"
         );
         slot.polling_from(Instant::now(), Duration::from_millis(2));
+        assert!(slot.ran_a_slice(), "a guest that ran 2 ms before this poll");
+        // The rule holds only while apps contend.
+        slot.polling_from(Instant::now(), Duration::ZERO);
         assert!(
-            slot.ran_a_slice(1),
-            "a guest that ran 2 ms before this poll"
+            slot.may_yield(),
+            "uncontended: a tick may always make it yield"
+        );
+        fair.governor().contended.store(true, Ordering::Relaxed);
+        assert!(
+            !slot.may_yield(),
+            "contended: not before it has run a slice"
         );
     }
 

@@ -207,14 +207,14 @@ impl FunctionRuntime {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             let (tick_ms, fast) = ctx.data().cpu_slot.tick();
-            let ran_a_slice = ctx.data().cpu_slot.ran_a_slice(tick_ms);
+            let may_yield = ctx.data().cpu_slot.may_yield();
             let cpu = &mut ctx.data_mut().cpu;
             cpu.used_ms += tick_ms;
             cpu.since_yield_ms += tick_ms;
             if cpu.used_ms > cpu.budget_ms {
                 cpu.exhausted = true;
                 Ok(UpdateDeadline::Interrupt)
-            } else if (fast || cpu.since_yield_ms >= cpu.slice_ms) && ran_a_slice {
+            } else if (fast || cpu.since_yield_ms >= cpu.slice_ms) && may_yield {
                 cpu.since_yield_ms = 0;
                 // Yield so a busy guest shares its worker thread with other requests, and
                 // queue for one of its app's CPU slots so apps share the CPU (see `fair`).
