@@ -67,7 +67,7 @@ pub(crate) const SATURATED: f64 = 0.8;
 pub(crate) const OVER_SHARE: f64 = 1.25;
 
 /// While apps contend, how long a guest must have run before an epoch tick makes it yield
-/// ([`CpuSlot::may_yield`]): half of the 1 ms contended tick.
+/// ([`CpuSlot::may_yield`]): half of the default 1 ms contended tick.
 pub(crate) const MIN_SLICE: Duration = Duration::from_micros(500);
 
 /// How long after its last invocation an app is still owed a share: a victim between two
