@@ -492,7 +492,7 @@ impl CpuSlot {
     /// Not on an uncontended machine: there a lone function at its `max_concurrency` whose
     /// guests are CPU-bound relies on being cut at ticks for its 429s to be answered soon —
     /// with the rule applied there too, its rejections at 2× its capacity took 6.1–6.8 ms p99
-    /// instead of ~5 (BENCHMARKS.md, overload).
+    /// instead of ~5 (BENCHMARKS.md, hostile functions, session 11).
     pub(crate) fn may_yield(&self) -> bool {
         !self.governor.is_contended() || self.ran_a_slice()
     }
