@@ -504,10 +504,14 @@ impl Platform {
                 }
             }
             if version.app.triggered(&function.name) || function.routes.is_empty() {
-                let prepared = self
+                let mut prepared = self
                     .engine
                     .prepare_event(&component, spec)
                     .map_err(invalid)?;
+                if !function.routes.is_empty() {
+                    // One pool of `min_instances` per function: the HTTP side's.
+                    prepared = prepared.without_ready_instances();
+                }
                 prepared.warm_up().await.map_err(invalid)?;
                 events.insert(function.name.clone(), prepared);
             }

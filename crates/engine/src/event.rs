@@ -105,6 +105,15 @@ impl EventFunction {
         self.provisioned.ready()
     }
 
+    /// The same function keeping no instances ready, for a function that also serves HTTP:
+    /// its HTTP side keeps (and is billed for) the `min_instances`, so the function has one
+    /// pool, not two. Its code stays pinned in memory all the same, so events never wait for
+    /// an activation. Call before [`warm_up`](Self::warm_up).
+    pub fn without_ready_instances(mut self) -> Self {
+        self.provisioned = Provisioned::with_target(self.rt.clone(), self.code.clone(), 0);
+        self
+    }
+
     /// The function's spec.
     pub fn spec(&self) -> &FunctionSpec {
         &self.rt.spec

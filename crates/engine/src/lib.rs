@@ -29,7 +29,8 @@
 //!   reaper under its keep-alive policy and activated again by its next call; compiled
 //!   components are shared by digest.
 //! - `provisioned`: provisioned concurrency — the instances of a function with
-//!   `min_instances` made ahead of their invocations and refilled in the background.
+//!   `min_instances` made ahead of their invocations and refilled in the background;
+//!   `kept`: their billing, as provisioned time reported to the usage sink.
 //! - `runtime`: what both share — capabilities resolved once, one `Store` per invocation.
 //! - [`host`]: the per-invocation store data (WASI, wasi-http, limits).
 //! - [`keyvalue`]: `wasi:keyvalue` for guests, on a [`nimbus_kv::KvBackend`], limited to the
@@ -57,6 +58,7 @@ pub mod fair;
 pub mod function;
 pub mod guest_log;
 pub mod host;
+mod kept;
 pub mod keyvalue;
 pub mod outbound;
 mod provisioned;

@@ -13,6 +13,9 @@
 //! A refill that cannot get an instance (the app's instance budget is spent, or the pooling
 //! allocator is full) retries with a backoff while the function version lives; the pool goes
 //! away with its version.
+//!
+//! From its first fill (the deploy) until it goes, a pool's `min_instances` × `memory_mb` are
+//! billed as provisioned time ([`crate::kept`]), serving or not.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +30,7 @@ use wasmtime::Store;
 use crate::error::{EngineError, InvokeError};
 use crate::function::Invocation;
 use crate::host::HostState;
+use crate::kept::KeptBilling;
 use crate::residency::{Prepare, Resident};
 use crate::runtime::FunctionRuntime;
 
@@ -65,6 +69,8 @@ pub(crate) struct Provisioned<P: Instantiate> {
     code: Arc<Resident<P>>,
     ready: Mutex<Vec<Ready<P::Instance>>>,
     filling: AtomicBool,
+    /// Bills the kept instances from the first fill on (none without a usage sink).
+    billing: Mutex<Option<Arc<KeptBilling>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,13 +78,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<P: Instantiate> Provisioned<P> {
+    /// The pool of `min_instances` ready instances.
     pub(crate) fn new(rt: Arc<FunctionRuntime>, code: Arc<Resident<P>>) -> Arc<Self> {
+        let target = rt.spec.limits.min_instances as usize;
+        Self::with_target(rt, code, target)
+    }
+
+    /// A pool keeping `target` instances ready (0: none, whatever `min_instances` says).
+    pub(crate) fn with_target(
+        rt: Arc<FunctionRuntime>,
+        code: Arc<Resident<P>>,
+        target: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            target: rt.spec.limits.min_instances as usize,
+            target,
             rt,
             code,
             ready: Mutex::new(Vec::new()),
             filling: AtomicBool::new(false),
+            billing: Mutex::new(None),
         })
     }
 
@@ -137,7 +155,26 @@ impl<P: Instantiate> Provisioned<P> {
     pub(crate) async fn fill(self: &Arc<Self>) -> Result<(), EngineError> {
         while self.make_one().await?.is_some() {}
         self.refill_in_background();
+        self.start_billing();
         Ok(())
+    }
+
+    /// Starts billing the kept instances, once.
+    fn start_billing(&self) {
+        let Some(sink) = self.rt.engine.services().usage.clone() else {
+            return;
+        };
+        let mut billing = lock(&self.billing);
+        if self.target == 0 || billing.is_some() {
+            return;
+        }
+        *billing = Some(KeptBilling::start(
+            sink,
+            self.rt.names().clone(),
+            u32::try_from(self.target).unwrap_or(u32::MAX),
+            self.rt.spec.limits.memory_mb,
+            crate::kept::SPAN,
+        ));
     }
 
     fn missing(&self) -> bool {

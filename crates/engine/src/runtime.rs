@@ -90,6 +90,11 @@ impl FunctionRuntime {
     }
 
     /// The app's fair share (CPU slots, instance budget, recent CPU use).
+    /// The function's names as records carry them.
+    pub(crate) fn names(&self) -> &RecordNames {
+        &self.names
+    }
+
     pub(crate) fn share(&self) -> &crate::fair::AppShare {
         &self.share
     }

@@ -391,6 +391,8 @@ mod tests {
         fn record(&self, record: UsageRecord) {
             self.0.lock().unwrap().push(record);
         }
+
+        fn provisioned(&self, _usage: nimbus_metering::ProvisionedUsage) {}
     }
 
     fn spec() -> FunctionSpec {

@@ -33,7 +33,7 @@ pub fn parse_time(text: &str, now_ms: u64) -> Result<u64, String> {
 }
 
 /// The CSV header of [`to_csv`].
-pub const CSV_HEADER: &str = "app,function,period_start_ms,invocations,errors,timeouts,rejected,billed_ms,gb_seconds,cost_usd,duration_us,cpu_us,bytes_in,bytes_out,peak_memory_bytes";
+pub const CSV_HEADER: &str = "app,function,period_start_ms,invocations,errors,timeouts,rejected,billed_ms,gb_seconds,cost_usd,duration_us,cpu_us,bytes_in,bytes_out,peak_memory_bytes,provisioned_gb_seconds";
 
 /// The report's rows as CSV (RFC 4180), one line per row after [`CSV_HEADER`]; the total is
 /// not repeated.
@@ -44,7 +44,7 @@ pub fn to_csv(report: &UsageReport) -> String {
         let c = &row.counters;
         let _ = write!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\r\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\r\n",
             field(row.app.as_deref().unwrap_or("")),
             field(row.function.as_deref().unwrap_or("")),
             row.period_start_ms
@@ -62,6 +62,7 @@ pub fn to_csv(report: &UsageReport) -> String {
             c.bytes_in,
             c.bytes_out,
             c.peak_memory_bytes,
+            row.provisioned_gb_seconds,
         );
     }
     out
@@ -101,6 +102,7 @@ mod tests {
             invocations: 2,
             billed_ms: 10,
             mb_ms: 1_024_000,
+            provisioned_mb_ms: 2_048_000,
             ..Counters::default()
         };
         let rollups = [Rollup {
@@ -117,6 +119,11 @@ mod tests {
         assert!(
             lines[1].starts_with("shop,api,,2,0,0,0,10,1,"),
             "{}",
+            lines[1]
+        );
+        assert!(
+            lines[1].ends_with(",2"),
+            "provisioned GB-s last: {}",
             lines[1]
         );
         assert_eq!(lines.len(), 3, "header, one row, and the final line break");

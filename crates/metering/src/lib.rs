@@ -13,6 +13,7 @@
 //!   carries inline ([`RecordId`]).
 //! - [`meter`]: the non-blocking sink and its batching writer thread (durability window, loss
 //!   accounting).
+//! - [`provisioned`]: the time instances were kept ready (`min_instances`), split by hour.
 //! - [`metrics`]: Prometheus series (from records, operation counters, a scrape snapshot).
 //! - [`store`]: the `RecordStore` trait and the redb store (raw records + hourly rollups).
 //! - `encoding`: how a stored batch is encoded (postcard behind a format byte; JSON read).
@@ -28,6 +29,7 @@ mod id;
 pub mod meter;
 pub mod metrics;
 pub mod price;
+pub mod provisioned;
 pub mod record;
 pub mod rollup;
 pub mod store;
@@ -36,6 +38,7 @@ pub use error::MeteringError;
 pub use meter::{Meter, MeterCounts};
 pub use metrics::Metrics;
 pub use price::PriceTable;
+pub use provisioned::ProvisionedUsage;
 pub use record::{Outcome, RECORD_VERSION, RecordId, TriggerKind, UsageRecord};
 pub use rollup::{Counters, GroupBy, Rollup, UsageReport, UsageRow};
 pub use store::{Filter, RecordStore, UsageDb};
@@ -45,4 +48,8 @@ pub use store::{Filter, RecordStore, UsageDb};
 pub trait UsageSink: Send + Sync {
     /// Takes one record.
     fn record(&self, record: UsageRecord);
+
+    /// Takes a span of time instances were kept ready (`min_instances`). Called about once a
+    /// minute per provisioned function version, and when one goes away.
+    fn provisioned(&self, usage: ProvisionedUsage);
 }

@@ -15,13 +15,19 @@
 //! **A failing store** (a full disk) never stops invocations: the batch is dropped, its records
 //! are counted in [`MeterCounts::lost`], an error is logged (at most once a minute), and the
 //! next batch tries again.
+//!
+//! **Provisioned time** ([`ProvisionedUsage`], a span a minute per provisioned function) rides
+//! along: each batch takes the spans reported since the last one, and a failed batch keeps
+//! them for the next (they are what idle provisioned instances are billed by; at most
+//! [`MAX_PENDING_SPANS`] wait, the oldest dropped past that).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use nimbus_redb::{BatchConfig, BatchStore, Batcher};
 
 use crate::UsageSink;
+use crate::provisioned::ProvisionedUsage;
 use crate::record::UsageRecord;
 use crate::store::RecordStore;
 
@@ -34,6 +40,9 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 pub const CHANNEL_CAPACITY: usize = 65_536;
 /// How often old raw records are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Provisioned spans waiting for the writer at most (a full disk for a week, with 100
+/// provisioned functions).
+pub const MAX_PENDING_SPANS: usize = 1_000_000;
 
 /// What happened to records so far: accepted, written, lost (the queue was full, or their
 /// batch could not be written) and failed batches.
@@ -42,13 +51,20 @@ pub type MeterCounts = nimbus_redb::BatchCounts;
 /// The meter: a [`UsageSink`] writing through a [`RecordStore`].
 pub struct Meter {
     batcher: Batcher<UsageRecord>,
+    spans: Arc<Mutex<Vec<ProvisionedUsage>>>,
 }
 
-/// The writer's side: counts each batch into the metrics, then stores it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The writer's side: counts each batch into the metrics, then stores it with the provisioned
+/// spans reported since the last one.
 struct Writing<S> {
     store: S,
     metrics: Option<Arc<crate::Metrics>>,
     retention: Duration,
+    spans: Arc<Mutex<Vec<ProvisionedUsage>>>,
 }
 
 impl<S: RecordStore> BatchStore<UsageRecord> for Writing<S> {
@@ -58,7 +74,33 @@ impl<S: RecordStore> BatchStore<UsageRecord> for Writing<S> {
         if let Some(metrics) = &self.metrics {
             metrics.observe(batch);
         }
-        self.store.append(batch)
+        let spans = std::mem::take(&mut *lock(&self.spans));
+        match self.store.append(batch, &spans) {
+            Ok(()) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.observe_provisioned(&spans);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Kept for the next batch, before any reported since.
+                let mut pending = lock(&self.spans);
+                pending.splice(0..0, spans);
+                let excess = pending.len().saturating_sub(MAX_PENDING_SPANS);
+                if excess > 0 {
+                    pending.drain(..excess);
+                    tracing::error!(
+                        dropped = excess,
+                        "provisioned usage spans dropped: the usage store has failed for too long"
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn pending(&self) -> bool {
+        !lock(&self.spans).is_empty()
     }
 
     fn prune(&mut self, now_ms: u64) -> Result<u64, Self::Error> {
@@ -75,10 +117,12 @@ impl Meter {
         retention: Duration,
         metrics: Option<Arc<crate::Metrics>>,
     ) -> Result<Self, crate::MeteringError> {
+        let spans = Arc::new(Mutex::new(Vec::new()));
         let writing = Writing {
             store,
             metrics,
             retention,
+            spans: spans.clone(),
         };
         let config = BatchConfig {
             thread: "nimbus-usage",
@@ -90,7 +134,7 @@ impl Meter {
         };
         let batcher = Batcher::start(writing, config)
             .map_err(|e| crate::MeteringError::Store(format!("cannot start the writer: {e}")))?;
-        Ok(Self { batcher })
+        Ok(Self { batcher, spans })
     }
 
     /// What happened to records so far.
@@ -108,19 +152,22 @@ impl UsageSink for Meter {
     fn record(&self, record: UsageRecord) {
         self.batcher.push(record);
     }
+
+    fn provisioned(&self, usage: ProvisionedUsage) {
+        let mut spans = lock(&self.spans);
+        if spans.len() < MAX_PENDING_SPANS {
+            spans.push(usage);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::MeteringError;
-    use std::sync::Mutex;
     use std::sync::atomic::Ordering;
     use std::time::Instant;
 
-    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        m.lock().unwrap()
-    }
     use crate::record::{Outcome, RECORD_VERSION, TriggerKind};
 
     fn record(i: u64) -> UsageRecord {
@@ -151,17 +198,23 @@ mod tests {
     #[derive(Clone, Default)]
     struct FlakyStore {
         kept: Arc<Mutex<Vec<UsageRecord>>>,
+        spans: Arc<Mutex<Vec<ProvisionedUsage>>>,
         full: Arc<std::sync::atomic::AtomicBool>,
     }
 
     impl RecordStore for FlakyStore {
-        fn append(&mut self, batch: &[UsageRecord]) -> Result<(), MeteringError> {
+        fn append(
+            &mut self,
+            batch: &[UsageRecord],
+            spans: &[ProvisionedUsage],
+        ) -> Result<(), MeteringError> {
             if self.full.load(Ordering::SeqCst) {
                 return Err(MeteringError::Store(
                     "No space left on device (os error 28)".into(),
                 ));
             }
             lock(&self.kept).extend_from_slice(batch);
+            lock(&self.spans).extend_from_slice(spans);
             Ok(())
         }
 
@@ -215,5 +268,48 @@ mod tests {
         assert_eq!(counts.lost, 10);
         assert_eq!(counts.written, 5);
         assert_eq!(lock(&store.kept).len(), 5);
+    }
+
+    fn span(from: u64) -> ProvisionedUsage {
+        ProvisionedUsage {
+            tenant: "default".into(),
+            app: "a".into(),
+            function: "f".into(),
+            instances: 1,
+            memory_mb: 128,
+            from_unix_ms: from,
+            until_unix_ms: from + 60_000,
+        }
+    }
+
+    #[test]
+    fn provisioned_spans_are_written_without_invocations_and_survive_a_full_disk() {
+        let store = FlakyStore::default();
+        let meter = Meter::start(store.clone(), Duration::from_secs(3600), None).unwrap();
+        // No invocation at all: the span is written anyway.
+        meter.provisioned(span(0));
+        let started = Instant::now();
+        while lock(&store.spans).is_empty() {
+            assert!(started.elapsed() < Duration::from_secs(10), "never written");
+            std::thread::yield_now();
+        }
+        // A full disk fails the batch; the span waits and is written once there is room.
+        store.full.store(true, Ordering::SeqCst);
+        meter.provisioned(span(60_000));
+        meter.record(record(1));
+        let started = Instant::now();
+        while meter.counts().failed_batches == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "writer never tried"
+            );
+            std::thread::yield_now();
+        }
+        store.full.store(false, Ordering::SeqCst);
+        meter.close();
+        let spans = lock(&store.spans);
+        assert_eq!(*spans, vec![span(0), span(60_000)]);
+        // The record of the failed batch is lost and counted, as records are.
+        assert_eq!(meter.counts().lost, 1);
     }
 }

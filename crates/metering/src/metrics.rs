@@ -80,6 +80,7 @@ pub struct Metrics {
     duration: Family<FunctionLabels, Histogram, fn() -> Histogram>,
     cold_starts: Family<FunctionLabels, Counter>,
     gb_seconds: Family<FunctionLabels, FloatCounter>,
+    provisioned_gb_seconds: Family<FunctionLabels, FloatCounter>,
     cpu_seconds: Family<FunctionLabels, FloatCounter>,
     bytes: Family<BytesLabels, Counter>,
     kv_ops: Family<OpLabels, Counter>,
@@ -181,6 +182,12 @@ impl Metrics {
             "GB-seconds billed (configured memory × duration rounded up to 1 ms)",
             gb_seconds.clone(),
         );
+        let provisioned_gb_seconds = Family::<FunctionLabels, FloatCounter>::default();
+        registry.register(
+            "provisioned_gb_seconds",
+            "GB-seconds of instances kept ready by min_instances (configured memory × time kept)",
+            provisioned_gb_seconds.clone(),
+        );
         let cpu_seconds = Family::<FunctionLabels, FloatCounter>::default();
         registry.register(
             "cpu_seconds",
@@ -211,10 +218,24 @@ impl Metrics {
             duration,
             cold_starts,
             gb_seconds,
+            provisioned_gb_seconds,
             cpu_seconds,
             bytes,
             kv_ops,
             object_ops,
+        }
+    }
+
+    /// Counts spans of provisioned time (`min_instances`).
+    pub fn observe_provisioned(&self, spans: &[crate::ProvisionedUsage]) {
+        for span in spans {
+            let mb_ms: u64 = span.by_hour().iter().map(|(_, mb_ms)| mb_ms).sum();
+            self.provisioned_gb_seconds
+                .get_or_create(&FunctionLabels {
+                    app: span.app.to_string(),
+                    function: span.function.to_string(),
+                })
+                .inc_by(gb_seconds(mb_ms));
         }
     }
 

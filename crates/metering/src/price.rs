@@ -19,6 +19,11 @@ pub struct PriceTable {
     /// US dollars per GB-second (Lambda x86, first tier: 0.0000166667).
     #[serde(default = "PriceTable::default_per_gb_second")]
     pub per_gb_second_usd: f64,
+    /// US dollars per GB-second of instances kept ready by `min_instances`, whether they
+    /// serve or not (Lambda x86 provisioned concurrency: 0.0000041667). The free tier does not
+    /// cover it (nor does Lambda's).
+    #[serde(default = "PriceTable::default_per_provisioned_gb_second")]
+    pub per_provisioned_gb_second_usd: f64,
     /// Requests free each calendar month (UTC), per tenant (Lambda: 1,000,000; default 0:
     /// no free tier).
     #[serde(default)]
@@ -33,6 +38,8 @@ impl PriceTable {
     pub const LAMBDA_PER_MILLION_REQUESTS: f64 = 0.20;
     /// Lambda's x86 price per GB-second (first pricing tier).
     pub const LAMBDA_PER_GB_SECOND: f64 = 0.000_016_666_7;
+    /// Lambda's x86 price per GB-second of provisioned concurrency.
+    pub const LAMBDA_PER_PROVISIONED_GB_SECOND: f64 = 0.000_004_166_7;
 
     fn default_per_million_requests() -> f64 {
         Self::LAMBDA_PER_MILLION_REQUESTS
@@ -42,10 +49,19 @@ impl PriceTable {
         Self::LAMBDA_PER_GB_SECOND
     }
 
+    fn default_per_provisioned_gb_second() -> f64 {
+        Self::LAMBDA_PER_PROVISIONED_GB_SECOND
+    }
+
     /// The cost of `requests` billed requests and `mb_ms` MB·ms, before any free tier.
     pub fn cost(&self, requests: u64, mb_ms: u64) -> f64 {
         requests as f64 * self.per_million_requests_usd / 1_000_000.0
             + gb_seconds(mb_ms) * self.per_gb_second_usd
+    }
+
+    /// The cost of `mb_ms` MB·ms of provisioned instances.
+    pub fn provisioned_cost(&self, mb_ms: u64) -> f64 {
+        gb_seconds(mb_ms) * self.per_provisioned_gb_second_usd
     }
 
     /// What the free tier takes off one calendar month's total of `requests` and `mb_ms`.
@@ -61,6 +77,10 @@ impl PriceTable {
         for (name, value) in [
             ("per_million_requests_usd", self.per_million_requests_usd),
             ("per_gb_second_usd", self.per_gb_second_usd),
+            (
+                "per_provisioned_gb_second_usd",
+                self.per_provisioned_gb_second_usd,
+            ),
             ("free_gb_seconds_per_month", self.free_gb_seconds_per_month),
         ] {
             if !value.is_finite() || value < 0.0 {
@@ -78,6 +98,7 @@ impl Default for PriceTable {
         Self {
             per_million_requests_usd: Self::LAMBDA_PER_MILLION_REQUESTS,
             per_gb_second_usd: Self::LAMBDA_PER_GB_SECOND,
+            per_provisioned_gb_second_usd: Self::LAMBDA_PER_PROVISIONED_GB_SECOND,
             free_requests_per_month: 0,
             free_gb_seconds_per_month: 0.0,
         }
@@ -108,6 +129,12 @@ mod tests {
         assert!(close(cost, 1_500_000.0 * 0.000_016_666_7 + 0.60), "{cost}");
         // 128 MB for 1 ms is 0.125 ms·GB = 0.000125 GB-s.
         assert!(close(gb_seconds(128), 0.000_125));
+        // Provisioned concurrency: 10 instances of 1 GB for a 30-day month = 25,920,000
+        // GB-s → $108.00 at 0.0000041667 (AWS's pricing page rounds it the same way).
+        let month_mb_ms = 10 * 1024 * 30 * 24 * 3_600_000;
+        let provisioned = prices.provisioned_cost(month_mb_ms);
+        assert!((provisioned - 25_920_000.0 * 0.000_004_166_7).abs() < 1e-6);
+        assert!((provisioned - 108.0).abs() < 0.01, "{provisioned}");
     }
 
     #[test]

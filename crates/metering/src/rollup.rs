@@ -40,6 +40,10 @@ pub struct Counters {
     pub bytes_out: u64,
     /// The largest linear memory any one instance had.
     pub peak_memory_bytes: u64,
+    /// Instances kept ready by `min_instances` × their configured memory × the time they were
+    /// kept, in MB·ms, serving or not (billed apart from invocations, at the provisioned
+    /// price).
+    pub provisioned_mb_ms: u64,
 }
 
 impl Counters {
@@ -75,6 +79,9 @@ impl Counters {
         self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
         self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
         self.peak_memory_bytes = self.peak_memory_bytes.max(other.peak_memory_bytes);
+        self.provisioned_mb_ms = self
+            .provisioned_mb_ms
+            .saturating_add(other.provisioned_mb_ms);
     }
 }
 
@@ -132,9 +139,12 @@ pub struct UsageRow {
     pub function: Option<String>,
     /// Start of the hour or day, in ms since the Unix epoch (when grouped by time).
     pub period_start_ms: Option<u64>,
-    /// GB-seconds billed.
+    /// GB-seconds billed for invocations.
     pub gb_seconds: f64,
-    /// Cost before the free tier, in US dollars.
+    /// GB-seconds of instances kept ready (`min_instances`).
+    pub provisioned_gb_seconds: f64,
+    /// Cost before the free tier, in US dollars: requests, invocation GB-seconds and
+    /// provisioned GB-seconds.
     pub cost_usd: f64,
     /// Every counter, `invocations` (billed requests: all but the rejected ones) first.
     #[serde(flatten)]
@@ -237,7 +247,9 @@ fn row(
         function,
         period_start_ms,
         gb_seconds: gb_seconds(counters.mb_ms),
-        cost_usd: prices.cost(counters.invocations, counters.mb_ms),
+        provisioned_gb_seconds: gb_seconds(counters.provisioned_mb_ms),
+        cost_usd: prices.cost(counters.invocations, counters.mb_ms)
+            + prices.provisioned_cost(counters.provisioned_mb_ms),
         counters,
     }
 }

@@ -25,6 +25,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::encoding;
 use crate::error::MeteringError;
+use crate::provisioned::ProvisionedUsage;
 use crate::record::UsageRecord;
 use crate::rollup::{Counters, HOUR_MS, Rollup};
 
@@ -43,8 +44,13 @@ const HOURLY: TableDefinition<(u64, &str, &str, &str), &[u8]> =
 /// What the meter's writer needs from a store: append a batch atomically. Tests wrap it to
 /// inject failures (a full disk).
 pub trait RecordStore: Send + 'static {
-    /// Appends every record of `batch` (and its rollups), all or nothing, durably.
-    fn append(&mut self, batch: &[UsageRecord]) -> Result<(), MeteringError>;
+    /// Appends every record of `batch` (and its rollups) and adds the provisioned `spans` to
+    /// the rollups of their hours, all or nothing, durably.
+    fn append(
+        &mut self,
+        batch: &[UsageRecord],
+        spans: &[ProvisionedUsage],
+    ) -> Result<(), MeteringError>;
 
     /// Drops raw records that started before `before_ms` (rollups stay).
     fn prune(&mut self, before_ms: u64) -> Result<u64, MeteringError>;
@@ -202,7 +208,11 @@ impl UsageDb {
 }
 
 impl RecordStore for UsageDb {
-    fn append(&mut self, batch: &[UsageRecord]) -> Result<(), MeteringError> {
+    fn append(
+        &mut self,
+        batch: &[UsageRecord],
+        spans: &[ProvisionedUsage],
+    ) -> Result<(), MeteringError> {
         // Sum the batch per hour and function first: one read-modify-write per rollup row.
         let mut hourly: std::collections::BTreeMap<(u64, &str, &str, &str), Counters> =
             std::collections::BTreeMap::new();
@@ -212,6 +222,14 @@ impl RecordStore for UsageDb {
                 .entry((hour, &record.tenant, &record.app, &record.function))
                 .or_default()
                 .add(record);
+        }
+        for span in spans {
+            for (hour, mb_ms) in span.by_hour() {
+                let counters = hourly
+                    .entry((hour, &span.tenant, &span.app, &span.function))
+                    .or_default();
+                counters.provisioned_mb_ms = counters.provisioned_mb_ms.saturating_add(mb_ms);
+            }
         }
         // One row per chunk, keyed by the chunk's latest start (what pruning goes by).
         let mut encoded = std::mem::take(&mut self.scratch);
@@ -223,7 +241,7 @@ impl RecordStore for UsageDb {
             encoded = encoding::encode_onto(chunk, encoded)?;
             rows.push((latest, start..encoded.len()));
         }
-        if rows.is_empty() {
+        if rows.is_empty() && hourly.is_empty() {
             return Ok(());
         }
         let result = self.write(|db| {
@@ -322,13 +340,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("usage.redb");
         let mut db = UsageDb::open(&path).unwrap();
-        db.append(&[
-            record("shop", "api", 10, "a"),
-            record("shop", "api", 20, "b"),
-            record("shop", "cart", 30, "c"),
-        ])
+        db.append(
+            &[
+                record("shop", "api", 10, "a"),
+                record("shop", "api", 20, "b"),
+                record("shop", "cart", 30, "c"),
+            ],
+            &[],
+        )
         .unwrap();
-        db.append(&[record("shop", "api", HOUR_MS + 5, "d")])
+        db.append(&[record("shop", "api", HOUR_MS + 5, "d")], &[])
             .unwrap();
         drop(db);
 
@@ -364,6 +385,55 @@ mod tests {
     }
 
     #[test]
+    fn provisioned_spans_add_to_the_rollups_of_the_hours_they_cover() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = UsageDb::open(&dir.path().join("usage.redb")).unwrap();
+        let span = ProvisionedUsage {
+            tenant: "default".into(),
+            app: "shop".into(),
+            function: "api".into(),
+            instances: 2,
+            memory_mb: 256,
+            // The last 10 s of hour 0 and the first 20 s of hour 1.
+            from_unix_ms: HOUR_MS - 10_000,
+            until_unix_ms: HOUR_MS + 20_000,
+        };
+        // A span alone (an idle provisioned function), then one with an invocation.
+        db.append(&[], std::slice::from_ref(&span)).unwrap();
+        db.append(
+            &[record("shop", "api", 10, "a")],
+            std::slice::from_ref(&span),
+        )
+        .unwrap();
+        let all = Filter {
+            until_ms: u64::MAX,
+            ..Filter::default()
+        };
+        let summary: Vec<_> = db
+            .rollups(&all)
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r.hour_ms,
+                    r.counters.invocations,
+                    r.counters.provisioned_mb_ms,
+                )
+            })
+            .collect();
+        let mb_per_ms = 2 * 256;
+        assert_eq!(
+            summary,
+            [
+                (0, 1, 2 * mb_per_ms * 10_000),
+                (HOUR_MS, 0, 2 * mb_per_ms * 20_000)
+            ]
+        );
+        // Spans are not invocations: no raw records for them.
+        assert_eq!(db.records(&all, None, 10).unwrap().len(), 1);
+    }
+
+    #[test]
     fn a_large_batch_is_stored_in_rows_and_pruned_row_by_row() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = UsageDb::open(&dir.path().join("usage.redb")).unwrap();
@@ -371,7 +441,7 @@ mod tests {
         let batch: Vec<_> = (1..=150)
             .map(|i| record("a", "f", i, &format!("r{i}")))
             .collect();
-        db.append(&batch).unwrap();
+        db.append(&batch, &[]).unwrap();
         let handle = db.db().unwrap();
         let txn = handle.begin_read().unwrap();
         let keys: Vec<_> = txn
@@ -399,8 +469,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut db = UsageDb::open(&dir.path().join("usage.redb")).unwrap();
         // Pruning drops whole batches whose every record is older.
-        db.append(&[record("a", "f", 1, "x")]).unwrap();
-        db.append(&[record("a", "f", 5_000, "y")]).unwrap();
+        db.append(&[record("a", "f", 1, "x")], &[]).unwrap();
+        db.append(&[record("a", "f", 5_000, "y")], &[]).unwrap();
         assert_eq!(db.prune(2).unwrap(), 1);
         let all = Filter {
             until_ms: u64::MAX,

@@ -35,6 +35,12 @@ pub trait BatchStore<T>: Send + 'static {
     /// Appends one batch, all or nothing.
     fn append(&mut self, batch: &[T]) -> Result<(), Self::Error>;
 
+    /// Whether the store has something of its own to write even if no item came (then the
+    /// writer calls [`append`](Self::append) with an empty batch).
+    fn pending(&self) -> bool {
+        false
+    }
+
     /// Applies the store's retention as of `now_ms` (wall clock, ms since the epoch); returns
     /// how many items it dropped.
     fn prune(&mut self, now_ms: u64) -> Result<u64, Self::Error>;
@@ -191,7 +197,7 @@ impl<T, S: BatchStore<T>> Writer<T, S> {
                 std::mem::swap(&mut *items, &mut batch);
                 self.queue.open.load(Ordering::Relaxed)
             };
-            if !batch.is_empty() {
+            if !batch.is_empty() || self.store.pending() {
                 self.flush(&batch);
                 batch.clear();
             }

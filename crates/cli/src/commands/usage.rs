@@ -56,26 +56,37 @@ pub async fn run(args: UsageArgs, json: bool) -> anyhow::Result<()> {
         return output::json(&usage.report.rows);
     }
     let report = &usage.report;
-    println!(
-        "{:<28} {:>12} {:>8} {:>9} {:>14} {:>12}",
+    // The provisioned column only where there is provisioned time (`min_instances`).
+    let provisioned = report.total.provisioned_gb_seconds > 0.0;
+    let right = if provisioned { 76 } else { 59 };
+    print!(
+        "{:<28} {:>12} {:>8} {:>9} {:>14}",
         group_title(by),
         "INVOCATIONS",
         "ERRORS",
         "REJECTED",
         "GB-SECONDS",
-        "COST (USD)"
     );
-    for row in &report.rows {
-        print_row(&group_name(by, row), row);
+    if provisioned {
+        print!(" {:>16}", "PROVISIONED GB-S");
     }
-    print_row("TOTAL", &report.total);
+    println!(" {:>12}", "COST (USD)");
+    for row in &report.rows {
+        print_row(&group_name(by, row), row, provisioned);
+    }
+    print_row("TOTAL", &report.total, provisioned);
     if report.free_tier_credit_usd > 0.0 {
-        println!("{:<28} {:>59.6}", "free tier", -report.free_tier_credit_usd);
-        println!("{:<28} {:>59.6}", "NET", report.net_cost_usd);
+        println!(
+            "{:<28} {:>right$.6}",
+            "free tier", -report.free_tier_credit_usd
+        );
+        println!("{:<28} {:>right$.6}", "NET", report.net_cost_usd);
     }
     println!(
-        "prices: ${} per million requests, ${} per GB-second",
-        report.prices.per_million_requests_usd, report.prices.per_gb_second_usd
+        "prices: ${} per million requests, ${} per GB-second, ${} per provisioned GB-second",
+        report.prices.per_million_requests_usd,
+        report.prices.per_gb_second_usd,
+        report.prices.per_provisioned_gb_second_usd
     );
     if usage.metering.lost > 0 {
         eprintln!(
@@ -86,16 +97,19 @@ pub async fn run(args: UsageArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_row(name: &str, row: &UsageRow) {
-    println!(
-        "{:<28} {:>12} {:>8} {:>9} {:>14.6} {:>12.6}",
+fn print_row(name: &str, row: &UsageRow, provisioned: bool) {
+    print!(
+        "{:<28} {:>12} {:>8} {:>9} {:>14.6}",
         name,
         row.counters.invocations,
         row.counters.errors + row.counters.timeouts,
         row.counters.rejected,
         row.gb_seconds,
-        row.cost_usd
     );
+    if provisioned {
+        print!(" {:>16.6}", row.provisioned_gb_seconds);
+    }
+    println!(" {:>12.6}", row.cost_usd);
 }
 
 fn group_title(by: GroupBy) -> &'static str {

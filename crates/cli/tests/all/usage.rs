@@ -148,6 +148,63 @@ async fn the_bill_matches_a_hand_computation_of_the_records() {
     nimbus.stop().await;
 }
 
+/// Instances kept ready by `min_instances` are billed as provisioned time, serving or not:
+/// `min_instances` × memory × the time from the deploy to the app's deletion, at Lambda's
+/// provisioned price, apart from (and with no) invocations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_instances_are_billed_as_provisioned_time() {
+    let nimbus = Nimbus::start().await;
+    let manifest = "[app]\nname = \"kept\"\n\n\
+        [[function]]\nname = \"hello\"\ncomponent = \"hello.wasm\"\nroutes = [\"/kept\"]\n\
+        memory_mb = 64\nmin_instances = 2\n";
+    let before = Instant::now();
+    nimbus
+        .deploy(manifest, &[("hello", &guests::c("hello"))])
+        .await
+        .unwrap();
+    let deployed = Instant::now();
+    // Kept ready for a while without a single call: the time being billed, not a readiness
+    // wait.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let deleting = Instant::now();
+    nimbus.api.delete("kept").await.unwrap();
+    let deleted = Instant::now();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let total = loop {
+        let usage = nimbus.api.usage(&UsageQuery::default()).await.unwrap();
+        if usage.report.total.provisioned_gb_seconds > 0.0 {
+            break usage.report.total;
+        }
+        assert!(Instant::now() < deadline, "no provisioned time: {usage:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // 2 instances × 64 MB = 0.125 GB, for at least the time between the deploy's answer and
+    // the delete's request and at most from the deploy's request to the delete's answer.
+    let gb = 2.0 * 64.0 / 1024.0;
+    let least = gb * (deleting - deployed).as_secs_f64();
+    let most = gb * (deleted - before).as_secs_f64();
+    let billed = total.provisioned_gb_seconds;
+    assert!(
+        least <= billed && billed <= most,
+        "billed {billed} GB-s, expected {least}..{most}"
+    );
+    assert_eq!(total.counters.invocations, 0);
+    assert_eq!(total.gb_seconds, 0.0);
+    let cost = billed * 0.000_004_166_7;
+    assert!((total.cost_usd - cost).abs() < 1e-15, "{total:?} vs {cost}");
+    let rows = nimbus
+        .api
+        .usage(&UsageQuery::default())
+        .await
+        .unwrap()
+        .report
+        .rows;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].function.as_deref(), Some("hello"));
+    nimbus.stop().await;
+}
+
 /// Events are metered too: an async invocation of an HTTP function is recorded with the
 /// `async` trigger and its invocation id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
