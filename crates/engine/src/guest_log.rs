@@ -52,9 +52,7 @@ impl LogTags {
         };
         sink.log(LogLine {
             v: LINE_VERSION,
-            ts_unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            ts_unix_ms: crate::usage::now_unix_ms(),
             tenant: self.tenant.clone(),
             app: self.app.clone(),
             function: self.function.clone(),

@@ -8,11 +8,11 @@
 //! hourly rollups but never what they add up to.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use nimbus_metering::{ProvisionedUsage, UsageSink};
 
-use crate::usage::RecordNames;
+use crate::usage::{RecordNames, now_unix_ms};
 
 /// How often a live pool's time is reported.
 pub(crate) const SPAN: Duration = Duration::from_secs(60);
@@ -30,12 +30,6 @@ pub(crate) struct KeptBilling {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl KeptBilling {

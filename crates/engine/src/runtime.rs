@@ -89,12 +89,12 @@ impl FunctionRuntime {
         Arc::new(literals.chain(secrets).collect())
     }
 
-    /// The app's fair share (CPU slots, instance budget, recent CPU use).
     /// The function's names as records carry them.
     pub(crate) fn names(&self) -> &RecordNames {
         &self.names
     }
 
+    /// The app's fair share (CPU slots, instance budget, recent CPU use).
     pub(crate) fn share(&self) -> &crate::fair::AppShare {
         &self.share
     }

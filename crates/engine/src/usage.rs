@@ -64,6 +64,13 @@ impl RecordNames {
     }
 }
 
+/// The wall clock in ms since the Unix epoch (0 before it), as records and log lines carry it.
+pub(crate) fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 const OUTCOMES: [Outcome; 4] = Outcome::ALL;
 /// The outcome slot before anything was recorded: an invocation dropped in that state (its
 /// task aborted, say) is recorded as an error.
@@ -85,9 +92,7 @@ impl UsageMeter {
         let Some(sink) = sink else {
             return Self(None);
         };
-        let start_unix_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let start_unix_ms = now_unix_ms();
         Self(Some(Arc::new(Pending {
             sink: sink.clone(),
             record: Some(UsageRecord {

@@ -229,13 +229,12 @@ impl Metrics {
     /// Counts spans of provisioned time (`min_instances`).
     pub fn observe_provisioned(&self, spans: &[crate::ProvisionedUsage]) {
         for span in spans {
-            let mb_ms: u64 = span.by_hour().iter().map(|(_, mb_ms)| mb_ms).sum();
             self.provisioned_gb_seconds
                 .get_or_create(&FunctionLabels {
                     app: span.app.to_string(),
                     function: span.function.to_string(),
                 })
-                .inc_by(gb_seconds(mb_ms));
+                .inc_by(gb_seconds(span.mb_ms()));
         }
     }
 

@@ -30,9 +30,20 @@ pub struct ProvisionedUsage {
 }
 
 impl ProvisionedUsage {
+    /// Instances × memory: the span's MB·ms per millisecond.
+    fn mb(&self) -> u64 {
+        u64::from(self.instances) * u64::from(self.memory_mb)
+    }
+
+    /// The span's MB·ms in all.
+    pub fn mb_ms(&self) -> u64 {
+        self.mb()
+            .saturating_mul(self.until_unix_ms.saturating_sub(self.from_unix_ms))
+    }
+
     /// The span's MB·ms in each hour it covers: `(hour start, MB·ms)`, earliest first.
     pub fn by_hour(&self) -> Vec<(u64, u64)> {
-        let per_ms = u64::from(self.instances) * u64::from(self.memory_mb);
+        let per_ms = self.mb();
         let mut out = Vec::new();
         let mut at = self.from_unix_ms;
         while at < self.until_unix_ms {
@@ -78,6 +89,7 @@ mod tests {
         );
         let total: u64 = parts.iter().map(|p| p.1).sum();
         assert_eq!(total, 256 * (HOUR_MS + 2 * minute));
+        assert_eq!(span(59 * minute, 2 * HOUR_MS + minute).mb_ms(), total);
         // Empty and backwards spans cover nothing.
         assert!(span(5, 5).by_hour().is_empty());
         assert!(span(9, 5).by_hour().is_empty());
