@@ -66,6 +66,7 @@ pub mod queue;
 pub mod residency;
 mod runtime;
 pub mod services;
+mod throttle;
 mod usage;
 
 pub use cache::ArtifactCache;

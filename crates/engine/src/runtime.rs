@@ -2,6 +2,7 @@
 //! `Store` is built under its limits.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use nimbus_manifest::{Limits, OutboundHost};
 use wasmtime::component::ResourceTable;
@@ -18,6 +19,7 @@ use crate::guest_log::{GuestLog, LogTags};
 use crate::host::{CpuMeter, HostState};
 use crate::keyvalue::KvCtx;
 use crate::outbound::{OutboundLimits, OutboundPolicy};
+use crate::throttle::Throttle;
 use crate::usage::{Limiter, RecordNames, UsageMeter};
 use nimbus_metering::TriggerKind;
 use nimbus_trace::{KeyValue, Span, SpanKind};
@@ -35,7 +37,13 @@ pub(crate) struct FunctionRuntime {
     secrets: Arc<[String]>,
     share: crate::fair::AppShare,
     names: RecordNames,
+    /// The operator's log gets a function's failures at most this often (its own log gets
+    /// every one).
+    failures_logged: Throttle,
 }
+
+/// How often a function's failures reach the operator's log at most.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl FunctionRuntime {
     pub(crate) fn new(engine: Engine, spec: FunctionSpec) -> Self {
@@ -67,6 +75,7 @@ impl FunctionRuntime {
             secrets: spec.secrets.clone().into(),
             share: engine.fair_share().app(&spec.tenant, &spec.app),
             names: RecordNames::new(&spec),
+            failures_logged: Throttle::new(FAILURE_LOG_EVERY),
             engine,
             spec,
         }
@@ -105,8 +114,21 @@ impl FunctionRuntime {
         self.share.admit()
     }
 
-    /// Puts a platform event about an invocation (why it failed) into the function's log.
+    /// Puts a platform event about an invocation (why it failed) into the function's log, and
+    /// a warning into the operator's, throttled per function ([`FAILURE_LOG_EVERY`]): a
+    /// function failing on every request must not flood the server's stderr (see
+    /// `throttle`).
     pub(crate) fn log_failure(&self, invocation: &Invocation, err: &InvokeError) {
+        if let Some(not_logged) = self.failures_logged.pass() {
+            tracing::warn!(
+                app = %self.names.app,
+                function = %self.names.function,
+                request_id = %invocation.request_id,
+                error = %err,
+                similar_failures_not_logged = not_logged,
+                "invocation failed (the function's log has every failure)"
+            );
+        }
         if self.engine.services().logs.is_none() {
             return;
         }

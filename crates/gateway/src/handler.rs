@@ -206,7 +206,6 @@ where
                 .limit_response(limits.max_response_bytes)
         }),
         Err(err) => {
-            tracing::warn!(request_id = %request_id, function = %name, error = %err, "invocation failed");
             let (status, msg) = match &err {
                 InvokeError::Timeout(_) | InvokeError::CpuBudget(_) => {
                     (StatusCode::GATEWAY_TIMEOUT, err.to_string())

@@ -90,6 +90,9 @@ impl Logs {
             on_failure: "lines are dropped until the store recovers",
             flush_every: FLUSH_INTERVAL,
             capacity: CHANNEL_CAPACITY,
+            // One: an invocation's lines must stay in order, and its task may move between
+            // worker threads.
+            shards: 1,
             prune_every: PRUNE_EVERY,
         };
         let batcher = Batcher::start(writing, config)
