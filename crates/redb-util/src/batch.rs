@@ -371,7 +371,7 @@ mod tests {
             ..config(4 * 300)
         };
         let batcher = Arc::new(Batcher::start(store.clone(), config).unwrap());
-        // Eight threads (two to a shard) push 1,000 each, past the shards' 300 in a flush.
+        // Eight threads over four shards push 1,000 each, past a shard's 300 in a flush.
         let threads: Vec<_> = (0..8u64)
             .map(|t| {
                 let batcher = batcher.clone();
