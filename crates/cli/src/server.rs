@@ -149,7 +149,9 @@ impl Running {
         for task in self.tasks {
             task.await.context("server task panicked")??;
         }
-        // Every invocation has ended: write their usage and log lines before returning.
+        // Every invocation has ended. Dropping the live functions reports their kept
+        // instances' last provisioned span; then write usage and log lines before returning.
+        self.platform.unload().await;
         self.meter.close();
         if let Some(logs) = &self.logs {
             logs.close();

@@ -84,6 +84,16 @@ impl Platform {
         self.triggers.shutdown(grace).await;
     }
 
+    /// Takes every app off the air once the servers have stopped: routes are emptied and the
+    /// live functions dropped, so their kept instances end their provisioned billing spans
+    /// while the usage meter still writes. Shutdown calls this before closing the meter;
+    /// the stored records are untouched, so the next start restores every app.
+    pub async fn unload(&self) {
+        let mut live = self.live.lock().await;
+        self.gateway.set_routes(Routes::default());
+        live.clear();
+    }
+
     /// The manifest of `name`'s active version.
     pub fn active_app(&self, name: &str) -> Result<App, ControlError> {
         let record = self.record(name)?;
