@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use nimbus_cli::client::LogQuery;
 
 use crate::guests;
-use crate::logs::lines_until;
 use crate::harness::{Nimbus, logs, manifest, upstream};
+use crate::logs::lines_until;
 
 async fn with_victim(extra: &str, hostile: &str) -> Nimbus {
     let nimbus = Nimbus::start().await;
@@ -193,7 +193,10 @@ async fn the_js_hello_component_serves() {
 /// cause, and the victim keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbounded_recursion_traps_with_500_and_others_keep_serving() {
-    for (guest, cause) in [("deep", "out of bounds"), ("overflow", "call stack exhausted")] {
+    for (guest, cause) in [
+        ("deep", "out of bounds"),
+        ("overflow", "call stack exhausted"),
+    ] {
         let nimbus = with_victim("", guest).await;
         let mut ids = Vec::new();
         for _ in 0..3 {
