@@ -9,7 +9,10 @@ Victim: the minimal C hello (its own app), wrk with 1 thread and 4 connections.
 Attacks (another app, --attackers concurrent clients each):
   loop      spins until its CPU budget (cpu_time_ms = 1000) stops it          → 504
   membomb   allocates until its memory cap (memory_mb = 64)                     → capped
-  deep      recurses without bound                                              → 500 (trap)
+  deep      recurses without bound, 1 KiB frames in linear memory (runs out of the
+            64 KiB shadow stack)                                                → 500 (trap)
+  overflow  recurses without bound on wasm's own call stack (runs out of the
+            engine's native stack, max_wasm_stack)                              → 500 (trap)
   burn      burns 2 ms of CPU and answers: short CPU-heavy requests that end
             before their first epoch tick                                        → 200
   firehose  streams a response forever (max_response_bytes = 16 MiB)            → cut off
@@ -39,6 +42,7 @@ def attacks_for(upstream_port):
         "loop": ("loop", "timeout_ms = 2000\ncpu_time_ms = 1000", ""),
         "membomb": ("membomb", "memory_mb = 64", ""),
         "deep": ("deep", "", ""),
+        "overflow": ("overflow", "", ""),
         "firehose": ("firehose", "max_response_bytes = 16777216", ""),
         "tablebomb": ("tablebomb", "", ""),
         "burn": ("burn", "", "x-burn-us: 2000\r\n"),
@@ -80,7 +84,8 @@ def build():
     out = os.path.join(ROOT, "target", "bench-guests")
     os.makedirs(out, exist_ok=True)
     guests = {}
-    for name in ("hello", "echo", "loop", "membomb", "deep", "firehose", "tablebomb", "outflood", "burn"):
+    for name in ("hello", "echo", "loop", "membomb", "deep", "overflow", "firehose", "tablebomb",
+                 "outflood", "burn"):
         path = os.path.join(out, f"{name}-c.wasm")
         run(["bash", "guests/c/build.sh", name, path], cwd=ROOT)
         guests[name] = path

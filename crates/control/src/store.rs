@@ -29,7 +29,7 @@ fn key(tenant: &str, app: &str) -> String {
 impl StateStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, ControlError> {
-        let db = Database::create(path)?;
+        let db = nimbus_redb::create(path, nimbus_redb::cache::SMALL_CACHE)?;
         let txn = db.begin_write()?;
         txn.open_table(APPS)?;
         txn.open_table(META)?;

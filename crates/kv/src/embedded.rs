@@ -88,7 +88,7 @@ impl EmbeddedKv {
     /// Opens (creating) the store file and starts its writer thread, which ends when the last
     /// clone of this handle is dropped.
     pub fn open(path: &Path) -> Result<Self, KvError> {
-        let db = Database::create(path).map_err(backend)?;
+        let db = nimbus_redb::create(path, nimbus_redb::cache::HOT_READ_CACHE).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(KV).map_err(backend)?;
         txn.commit().map_err(backend)?;

@@ -90,7 +90,7 @@ impl LogDb {
     }
 
     fn open_database(path: &Path) -> Result<Database, LogError> {
-        let db = Database::create(path)
+        let db = nimbus_redb::create(path, nimbus_redb::cache::APPEND_ONLY_CACHE)
             .map_err(|e| LogError::Store(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(LogError::store)?;
         txn.open_table(BATCHES).map_err(LogError::store)?;

@@ -104,7 +104,8 @@ impl UsageDb {
     }
 
     fn open_database(path: &Path) -> Result<Database, MeteringError> {
-        let db = Database::create(path).map_err(|e| MeteringError::open(path, e))?;
+        let db = nimbus_redb::create(path, nimbus_redb::cache::APPEND_ONLY_CACHE)
+            .map_err(|e| MeteringError::open(path, e))?;
         let txn = db.begin_write().map_err(MeteringError::store)?;
         txn.open_table(BATCHES).map_err(MeteringError::store)?;
         txn.open_table(HOURLY).map_err(MeteringError::store)?;

@@ -164,7 +164,8 @@ impl FsStore {
                 dir.join(sub).display()
             )))?;
         }
-        let db = Database::create(dir.join("objects.redb")).map_err(store_err)?;
+        let db = nimbus_redb::create(dir.join("objects.redb"), nimbus_redb::cache::HOT_READ_CACHE)
+            .map_err(store_err)?;
         let txn = db.begin_write().map_err(store_err)?;
         for table in [BUCKETS, OBJECTS, UPLOADS, PARTS] {
             txn.open_table(table).map_err(store_err)?;

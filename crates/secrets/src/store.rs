@@ -82,7 +82,7 @@ impl SecretStore {
     /// Opens (creating) the store at `path` and decrypts every secret with `key`. Fails if any
     /// secret does not decrypt (wrong key), naming it.
     pub fn open(path: &Path, key: &MasterKey) -> Result<Self, SecretError> {
-        let db = Database::create(path).map_err(store_err)?;
+        let db = nimbus_redb::create(path, nimbus_redb::cache::SMALL_CACHE).map_err(store_err)?;
         let txn = db.begin_write().map_err(store_err)?;
         txn.open_table(SECRETS).map_err(store_err)?;
         txn.commit().map_err(store_err)?;

@@ -62,7 +62,7 @@ impl Drop for Inner {
 impl EmbeddedQueues {
     /// Opens (creating) the queue file, rebuilds the index and starts the writer thread.
     pub fn open(path: &Path) -> Result<Self, QueueError> {
-        let db = Database::create(path).map_err(backend)?;
+        let db = nimbus_redb::create(path, nimbus_redb::cache::HOT_READ_CACHE).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(META).map_err(backend)?;
         txn.open_table(BODY).map_err(backend)?;
