@@ -12,7 +12,7 @@ differs by up to 5% between rounds). The writer threads, though, do nothing but 
 logging, and their CPU time is counted by the kernel per thread (`/proc/PID/task/TID/schedstat`):
 their share of the process's CPU is an exact measure of that part of the cost, whatever the
 VM's speed that hour. The rest of metering runs on the workers (building and queueing the
-record); compare their CPU per request with `--nimbus-args --no-metering` for that part.
+record); compare their CPU per request with `--nimbus-args=--no-metering` for that part.
 Each round starts a fresh server and loads it for --warmup seconds before measuring, so that
 the stores' caches have filled and the writers run as they do in a server that has been up a
 while. Builds Nimbus (release) and the guests first. Needs wrk (Debian).
