@@ -5,7 +5,9 @@ machine, with Nimbus's per-app CPU slots (the default) and with them effectively
 
     python3 bench/fairness_bench.py [--duration 10] [--aggressors 64]
 
-Victim: the minimal C hello, driven by wrk (1 thread, 4 connections). Aggressor: a C guest that
+Victim: the minimal C hello, driven by wrk (1 thread, 4 connections), back to back or, with
+--victim-delay-ms N, each connection waiting N ms between requests (a steady load below the
+machine's capacity; see hostile_bench.py). Aggressor: a C guest that
 spins until its CPU budget (1 s) stops it, driven by wrk with --aggressors connections (each
 request burns a second of CPU and gets 504). The victim run starts 2 s after the flood.
 Builds Nimbus (release) and the guests first. Needs wrk (Debian).
@@ -18,7 +20,7 @@ import subprocess
 import threading
 import time
 
-from serve_bench import NIMBUS, ROOT, Nimbus, machine, run, wrk
+from serve_bench import NIMBUS, ROOT, Nimbus, machine, pace_script, run, wrk
 
 
 def build():
@@ -44,20 +46,20 @@ def deploy(nimbus, app, component, route, extra=""):
                    capture_output=True, text=True)
 
 
-def measure(guests, extra_args, duration, aggressors):
+def measure(guests, extra_args, duration, aggressors, pace):
     nimbus = Nimbus(extra_args=extra_args).start()
     try:
         deploy(nimbus, "victim", guests["hello"], "/hello")
         deploy(nimbus, "aggressor", guests["loop"], "/spin",
                "timeout_ms = 5000\ncpu_time_ms = 1000")
         base = f"http://127.0.0.1:{nimbus.port}"
-        alone = wrk(f"{base}/hello", duration, 4)
+        alone = wrk(f"{base}/hello", duration, 4, script=pace)
         flood = {}
         thread = threading.Thread(
             target=lambda: flood.update(wrk(f"{base}/spin", duration + 4, aggressors)))
         thread.start()
         time.sleep(2)
-        attacked = wrk(f"{base}/hello", duration, 4)
+        attacked = wrk(f"{base}/hello", duration, 4, script=pace)
         thread.join()
         return alone, attacked, flood
     finally:
@@ -68,11 +70,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--aggressors", type=int, default=64)
+    parser.add_argument("--victim-delay-ms", type=int, default=0)
     args = parser.parse_args()
+    pace = pace_script(args.victim_delay_ms)
     guests = build()
     print(f"machine: {machine()}")
     print(f"command: python3 bench/fairness_bench.py --duration {args.duration} "
-          f"--aggressors {args.aggressors}")
+          f"--aggressors {args.aggressors} --victim-delay-ms {args.victim_delay_ms}")
     rows = []
     cores = os.cpu_count() or 1
     for label, extra in ((f"per-app CPU slots, default (cores − 1 = {max(1, cores - 1)})", []),
@@ -80,10 +84,12 @@ def main():
                           ["--cpu-slots-per-app", str(cores)]),
                          ("fair sharing off (--cpu-slots-per-app 100000)",
                           ["--cpu-slots-per-app", "100000"])):
-        alone, attacked, flood = measure(guests, extra, args.duration, args.aggressors)
+        alone, attacked, flood = measure(guests, extra, args.duration, args.aggressors, pace)
         rows.append((label, alone, attacked, flood))
     print()
-    print(f"Victim (C hello, 4 connections) alone and during a flood of {args.aggressors} "
+    paced = (f", each waiting {args.victim_delay_ms} ms between requests"
+             if args.victim_delay_ms else ", back to back")
+    print(f"Victim (C hello, 4 connections{paced}) alone and during a flood of {args.aggressors} "
           f"connections of 1-second CPU spins on another app")
     print()
     print("| Nimbus | victim alone p50 / p99 | victim attacked p50 / p99 | p99 ratio | victim req/s "

@@ -5,7 +5,11 @@ attacker got, and the server's memory. Usage (from the repository root):
 
     python3 bench/hostile_bench.py [--duration 8] [--attackers 16]
 
-Victim: the minimal C hello (its own app), wrk with 1 thread and 4 connections.
+Victim: the minimal C hello (its own app), wrk with 1 thread and 4 connections, back to back
+(saturating the machine by itself) or, with --victim-delay-ms N, each connection waiting N ms
+between its requests (a steady load well below capacity: a tenant that is not itself
+saturating the machine). A victim that saturates two cores alone cannot keep its latency when
+anything else gets a share of them, hostile or not; the paced one measures isolation.
 Attacks (another app, --attackers concurrent clients each):
   loop      spins until its CPU budget (cpu_time_ms = 1000) stops it          → 504
   membomb   allocates until its memory cap (memory_mb = 64)                     → capped
@@ -34,7 +38,7 @@ import threading
 import time
 
 from activation_bench import rss_mib
-from serve_bench import NIMBUS, ROOT, Nimbus, machine, run, wrk
+from serve_bench import NIMBUS, ROOT, Nimbus, machine, pace_script, run, wrk
 
 def attacks_for(upstream_port):
     """name → (guest, manifest lines, request headers)."""
@@ -172,6 +176,9 @@ def main():
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--attackers", type=int, default=16)
     parser.add_argument("--only", default="", help="comma-separated attacks (default: all)")
+    parser.add_argument("--victim-delay-ms", type=int, default=0,
+                        help="each victim connection waits this long between requests "
+                             "(0: back to back)")
     parser.add_argument("--nimbus-args", default="",
                         help="extra server flags, e.g. '--cpu-slots-per-app 100000' (fair "
                              "sharing off, for an A/B run)")
@@ -179,7 +186,9 @@ def main():
     guests = build()
     print(f"machine: {machine()}")
     print(f"command: python3 bench/hostile_bench.py --duration {args.duration} "
-          f"--attackers {args.attackers} --nimbus-args '{args.nimbus_args}'")
+          f"--attackers {args.attackers} --victim-delay-ms {args.victim_delay_ms} "
+          f"--nimbus-args '{args.nimbus_args}'")
+    pace = pace_script(args.victim_delay_ms)
     nimbus = Nimbus(extra_args=args.nimbus_args.split()).start()
     target = upstream()
     attack_table = attacks_for(target.server_address[1])
@@ -192,7 +201,8 @@ def main():
         victim = f"http://127.0.0.1:{nimbus.port}/victim/hello"
         sampler = Sampler(nimbus.proc.pid)
         sampler.start()
-        baseline = wrk(victim, args.duration, 4)
+        wrk(victim, 2, 4, script=pace)  # warm-up, not counted: the first row was cold
+        baseline = wrk(victim, args.duration, 4, script=pace)
         rows.append(("none (baseline)", baseline, {}, sampler.peak))
         attacks = [(name, lambda stop, counts, n=name, h=headers: function_attack(
             nimbus.port, f"/attacker/{n}", args.attackers, stop, counts, h))
@@ -210,7 +220,7 @@ def main():
                 t.start()
             time.sleep(1)
             sampler.peak = 0.0
-            result = wrk(victim, args.duration, 4)
+            result = wrk(victim, args.duration, 4, script=pace)
             peak = sampler.peak
             stop.set()
             for t in threads:
@@ -222,7 +232,9 @@ def main():
 
     base = rows[0][1]
     print()
-    print(f"Victim: C hello, wrk 1 thread × 4 connections, {args.duration} s per row; "
+    paced = (f", each waiting {args.victim_delay_ms} ms between requests"
+             if args.victim_delay_ms else ", back to back")
+    print(f"Victim: C hello, wrk 1 thread × 4 connections{paced}, {args.duration} s per row; "
           f"attackers: {args.attackers} clients (slowloris: {args.attackers * 8})")
     print()
     print("| attack | victim p50 / p99 | p99 vs baseline | victim req/s | victim errors | "

@@ -13,7 +13,11 @@ Peak:
 wrk with exactly that many connections (closed loop: the offered load is what the function can
 take). Overload: 2× and 16× as many connections; the excess is rejected with 429. Goodput =
 2xx responses per second; a Python probe meanwhile sends single requests on fresh connections
-and times the 429s it gets (how fast a rejection is answered). Builds Nimbus (release) first.
+and times the 429s it gets (how fast a rejection is answered). The probe shares the two cores
+with wrk and the server, so its times include its own wait for a core after the answer came;
+--probe-nice -10 raises its thread's priority (the server's and wrk's stay as they are), so
+that what it times is the server's answer rather than its own scheduling. Builds Nimbus
+(release) first.
 Needs wrk (Debian).
 """
 
@@ -43,8 +47,11 @@ def wrk_counts(url, duration, connections, header):
             "p99_ms": p99_ms}
 
 
-def probe(port, header, stop, rejections, served):
+def probe(port, header, stop, rejections, served, nice):
     name, value = header.split(": ", 1)
+    if nice:
+        # Linux: a thread id as PRIO_PROCESS sets that thread's priority alone.
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     while not stop.is_set():
         started = time.perf_counter()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -73,6 +80,8 @@ def main():
                         help="CPU-bound instead: thousands of hash rounds per request")
     parser.add_argument("--nimbus-args", default="",
                         help="extra `nimbus up` arguments, e.g. '--guest-threads 2'")
+    parser.add_argument("--probe-nice", type=int, default=0,
+                        help="the 429 probe thread's nice value (negative needs root)")
     args = parser.parse_args()
     run(["cargo", "build", "--release", "--locked", "-p", "nimbus-cli"], cwd=ROOT)
     out = os.path.join(ROOT, "target", "bench-guests")
@@ -87,7 +96,8 @@ def main():
     print(f"command: python3 bench/overload_bench.py --duration {args.duration} "
           f"--concurrency {args.concurrency} " +
           (f"--work-k {args.work_k}" if args.work_k else f"--sleep-ms {args.sleep_ms}") +
-          (f" --nimbus-args '{args.nimbus_args}'" if args.nimbus_args else ""))
+          (f" --nimbus-args '{args.nimbus_args}'" if args.nimbus_args else "") +
+          (f" --probe-nice {args.probe_nice}" if args.probe_nice else ""))
     nimbus = Nimbus(extra_args=args.nimbus_args.split()).start()
     rows = []
     try:
@@ -102,7 +112,8 @@ def main():
         url = f"http://127.0.0.1:{nimbus.port}/hello"
         for factor in (1, 2, 16):
             stop, rejections, served = threading.Event(), [], []
-            thread = threading.Thread(target=probe, args=(nimbus.port, header, stop, rejections, served))
+            thread = threading.Thread(target=probe, args=(nimbus.port, header, stop, rejections, served,
+                                                          args.probe_nice))
             thread.start()
             result = wrk_counts(url, args.duration, args.concurrency * factor, header)
             stop.set()

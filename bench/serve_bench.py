@@ -97,6 +97,18 @@ def build(only, anchor=False):
     return guests
 
 
+def pace_script(delay_ms):
+    """A wrk script that makes each connection wait `delay_ms` between its requests: a victim
+    with a steady load well below the machine's capacity, rather than one saturating it by
+    itself. None for 0 (back to back, wrk's default)."""
+    if not delay_ms:
+        return None
+    path = os.path.join(tempfile.gettempdir(), f"nimbus-bench-pace-{delay_ms}ms.lua")
+    with open(path, "w") as f:
+        f.write(f"function delay()\n  return {delay_ms}\nend\n")
+    return path
+
+
 def wrk(url, duration, connections, threads=1, headers=(), script=None):
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
     for header in headers:

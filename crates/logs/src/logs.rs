@@ -135,7 +135,8 @@ impl LogSink for Logs {
         if self.live.receiver_count() > 0 {
             let _ = self.live.send(Arc::new(line.clone()));
         }
-        self.batcher.push(line);
+        // A line the queue refuses is counted lost (`counts`).
+        let _ = self.batcher.push(line);
     }
 }
 

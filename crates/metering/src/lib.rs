@@ -13,6 +13,8 @@
 //!   carries inline ([`RecordId`]).
 //! - [`meter`]: the non-blocking sink and its batching writer thread (durability window, loss
 //!   accounting).
+//! - [`carry`]: usage summed per hour and function without records of its own (provisioned
+//!   time, invocations whose records were lost), so the bill survives a stalled or full disk.
 //! - [`provisioned`]: the time instances were kept ready (`min_instances`), split by hour.
 //! - [`metrics`]: Prometheus series (from records, operation counters, a scrape snapshot).
 //! - [`store`]: the `RecordStore` trait and the redb store (raw records + hourly rollups).
@@ -22,6 +24,7 @@
 //! - [`export`]: time ranges as users write them (`24h`), and CSV.
 //! - [`error`]: the crate's error type.
 
+pub mod carry;
 mod encoding;
 pub mod error;
 pub mod export;
@@ -34,6 +37,7 @@ pub mod record;
 pub mod rollup;
 pub mod store;
 
+pub use carry::HourlySums;
 pub use error::MeteringError;
 pub use meter::{Meter, MeterCounts};
 pub use metrics::Metrics;

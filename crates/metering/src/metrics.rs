@@ -4,11 +4,13 @@
 //! Two kinds of series:
 //!
 //! - **From usage records** (counted by the meter's writer thread as each batch passes, so the
-//!   invocation path pays nothing for them): invocations by outcome and trigger, duration
+//!   invocation path pays nothing for them; a record the writer's queue refuses is counted by
+//!   the invocation that made it): invocations by outcome and trigger, duration
 //!   histogram, cold starts, billed GB-seconds, CPU seconds, body bytes.
 //! - **Counted where they happen**: key-value and object-store operations (by the stores'
 //!   wrappers), and **read at scrape time** from a [`Snapshot`] the caller gathers: functions
-//!   resident and instances in flight, queue depths, usage records written and lost.
+//!   resident and instances in flight, queue depths, usage records written, lost and
+//!   unbilled.
 //!
 //! Labels are the app and function names (bounded by what is deployed), never ids.
 
@@ -226,15 +228,19 @@ impl Metrics {
         }
     }
 
-    /// Counts spans of provisioned time (`min_instances`).
-    pub fn observe_provisioned(&self, spans: &[crate::ProvisionedUsage]) {
-        for span in spans {
+    /// Counts the provisioned time (`min_instances`) of sums just written (their invocations
+    /// were counted when their records were).
+    pub fn observe_provisioned(&self, sums: &crate::carry::HourlySums) {
+        for ((_, _, app, function), counters) in sums.groups() {
+            if counters.provisioned_mb_ms == 0 {
+                continue;
+            }
             self.provisioned_gb_seconds
                 .get_or_create(&FunctionLabels {
-                    app: span.app.to_string(),
-                    function: span.function.to_string(),
+                    app: app.to_string(),
+                    function: function.to_string(),
                 })
-                .inc_by(gb_seconds(span.mb_ms()));
+                .inc_by(gb_seconds(counters.provisioned_mb_ms));
         }
     }
 
@@ -420,8 +426,17 @@ impl Metrics {
             lost.inc_by(records.lost);
             scrape.register(
                 "usage_records_lost",
-                "Usage records that could not be stored (full channel or failed write)",
+                "Usage records whose per-invocation row could not be stored (full queue or \
+                 failed write); their usage is still billed unless also unbilled",
                 lost,
+            );
+            let unbilled: Counter = Counter::default();
+            unbilled.inc_by(records.unbilled);
+            scrape.register(
+                "usage_records_unbilled",
+                "Lost usage records whose usage is in no rollup either: the bill is short by \
+                 these invocations",
+                unbilled,
             );
         }
         let mut out = String::new();
@@ -488,8 +503,9 @@ mod tests {
                 records: Some(MeterCounts {
                     accepted: 3,
                     written: 3,
-                    lost: 0,
+                    lost: 2,
                     failed_batches: 0,
+                    unbilled: 1,
                 }),
                 cpu_contended: Some(true),
                 apps: vec![AppGauge {
@@ -512,7 +528,8 @@ mod tests {
         has(r#"nimbus_instances_in_flight{app="shop",function="api"} 2"#);
         has(r#"nimbus_instances_ready{app="shop",function="api"} 1"#);
         has(r#"nimbus_queue_messages{app="shop",queue="jobs",state="ready"} 5"#);
-        has("nimbus_usage_records_lost_total 0");
+        has("nimbus_usage_records_lost_total 2");
+        has("nimbus_usage_records_unbilled_total 1");
         has("nimbus_cpu_contended 1");
         has(r#"nimbus_app_cpu_throttled{app="flood"} 1"#);
         assert!(text.ends_with("# EOF\n"));

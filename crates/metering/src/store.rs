@@ -23,9 +23,9 @@ use nimbus_redb::Reopening;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::carry::HourlySums;
 use crate::encoding;
 use crate::error::MeteringError;
-use crate::provisioned::ProvisionedUsage;
 use crate::record::UsageRecord;
 use crate::rollup::{Counters, HOUR_MS, Rollup};
 
@@ -44,13 +44,10 @@ const HOURLY: TableDefinition<(u64, &str, &str, &str), &[u8]> =
 /// What the meter's writer needs from a store: append a batch atomically. Tests wrap it to
 /// inject failures (a full disk).
 pub trait RecordStore: Send + 'static {
-    /// Appends every record of `batch` (and its rollups) and adds the provisioned `spans` to
-    /// the rollups of their hours, all or nothing, durably.
-    fn append(
-        &mut self,
-        batch: &[UsageRecord],
-        spans: &[ProvisionedUsage],
-    ) -> Result<(), MeteringError>;
+    /// Appends every record of `batch` (and its rollups) and adds `sums` (usage without
+    /// records: provisioned time, invocations whose records were lost) to the rollups, all or
+    /// nothing, durably.
+    fn append(&mut self, batch: &[UsageRecord], sums: &HourlySums) -> Result<(), MeteringError>;
 
     /// Drops raw records that started before `before_ms` (rollups stay).
     fn prune(&mut self, before_ms: u64) -> Result<u64, MeteringError>;
@@ -209,11 +206,7 @@ impl UsageDb {
 }
 
 impl RecordStore for UsageDb {
-    fn append(
-        &mut self,
-        batch: &[UsageRecord],
-        spans: &[ProvisionedUsage],
-    ) -> Result<(), MeteringError> {
+    fn append(&mut self, batch: &[UsageRecord], sums: &HourlySums) -> Result<(), MeteringError> {
         // Sum the batch per hour and function first: one read-modify-write per rollup row.
         let mut hourly: std::collections::BTreeMap<(u64, &str, &str, &str), Counters> =
             std::collections::BTreeMap::new();
@@ -224,13 +217,11 @@ impl RecordStore for UsageDb {
                 .or_default()
                 .add(record);
         }
-        for span in spans {
-            for (hour, mb_ms) in span.by_hour() {
-                let counters = hourly
-                    .entry((hour, &span.tenant, &span.app, &span.function))
-                    .or_default();
-                counters.provisioned_mb_ms = counters.provisioned_mb_ms.saturating_add(mb_ms);
-            }
+        for ((hour, tenant, app, function), add) in sums.groups() {
+            hourly
+                .entry((*hour, tenant, app, function))
+                .or_default()
+                .merge(add);
         }
         // One row per chunk, keyed by the chunk's latest start (what pruning goes by).
         let mut encoded = std::mem::take(&mut self.scratch);
@@ -347,11 +338,14 @@ mod tests {
                 record("shop", "api", 20, "b"),
                 record("shop", "cart", 30, "c"),
             ],
-            &[],
+            &HourlySums::default(),
         )
         .unwrap();
-        db.append(&[record("shop", "api", HOUR_MS + 5, "d")], &[])
-            .unwrap();
+        db.append(
+            &[record("shop", "api", HOUR_MS + 5, "d")],
+            &HourlySums::default(),
+        )
+        .unwrap();
         drop(db);
 
         let db = UsageDb::open(&path).unwrap();
@@ -386,7 +380,8 @@ mod tests {
     }
 
     #[test]
-    fn provisioned_spans_add_to_the_rollups_of_the_hours_they_cover() {
+    fn sums_without_records_add_to_the_rollups_of_their_hours() {
+        use crate::provisioned::ProvisionedUsage;
         let dir = tempfile::tempdir().unwrap();
         let mut db = UsageDb::open(&dir.path().join("usage.redb")).unwrap();
         let span = ProvisionedUsage {
@@ -399,13 +394,13 @@ mod tests {
             from_unix_ms: HOUR_MS - 10_000,
             until_unix_ms: HOUR_MS + 20_000,
         };
-        // A span alone (an idle provisioned function), then one with an invocation.
-        db.append(&[], std::slice::from_ref(&span)).unwrap();
-        db.append(
-            &[record("shop", "api", 10, "a")],
-            std::slice::from_ref(&span),
-        )
-        .unwrap();
+        // A span alone (an idle provisioned function), then one with an invocation whose
+        // record is in the batch and one whose record was lost (summed only).
+        let mut sums = HourlySums::default();
+        assert!(sums.add_span(&span));
+        db.append(&[], &sums).unwrap();
+        assert!(sums.add_record(&record("shop", "api", 20, "lost")));
+        db.append(&[record("shop", "api", 10, "a")], &sums).unwrap();
         let all = Filter {
             until_ms: u64::MAX,
             ..Filter::default()
@@ -426,11 +421,11 @@ mod tests {
         assert_eq!(
             summary,
             [
-                (0, 1, 2 * mb_per_ms * 10_000),
+                (0, 2, 2 * mb_per_ms * 10_000),
                 (HOUR_MS, 0, 2 * mb_per_ms * 20_000)
             ]
         );
-        // Spans are not invocations: no raw records for them.
+        // Sums have no raw records: only the batch's one is there.
         assert_eq!(db.records(&all, None, 10).unwrap().len(), 1);
     }
 
@@ -442,7 +437,7 @@ mod tests {
         let batch: Vec<_> = (1..=150)
             .map(|i| record("a", "f", i, &format!("r{i}")))
             .collect();
-        db.append(&batch, &[]).unwrap();
+        db.append(&batch, &HourlySums::default()).unwrap();
         let handle = db.db().unwrap();
         let txn = handle.begin_read().unwrap();
         let keys: Vec<_> = txn
@@ -470,8 +465,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut db = UsageDb::open(&dir.path().join("usage.redb")).unwrap();
         // Pruning drops whole batches whose every record is older.
-        db.append(&[record("a", "f", 1, "x")], &[]).unwrap();
-        db.append(&[record("a", "f", 5_000, "y")], &[]).unwrap();
+        let none = HourlySums::default();
+        db.append(&[record("a", "f", 1, "x")], &none).unwrap();
+        db.append(&[record("a", "f", 5_000, "y")], &none).unwrap();
         assert_eq!(db.prune(2).unwrap(), 1);
         let all = Filter {
             until_ms: u64::MAX,

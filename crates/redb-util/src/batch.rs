@@ -215,22 +215,28 @@ impl<T: Send + 'static> Batcher<T> {
         })
     }
 
-    /// Queues one item; never waits. Returns whether it was taken (else it is counted lost).
-    pub fn push(&self, item: T) -> bool {
+    /// Queues one item; never waits. Gives it back if it was not taken (the queue is full or
+    /// closed); it is then counted lost.
+    pub fn push(&self, item: T) -> Result<(), T> {
         let shard = self.queue.shard();
         shard.accepted.fetch_add(1, Ordering::Relaxed);
-        let taken = {
+        let refused = {
             let mut items = lock(&shard.items);
             let room = self.queue.open.load(Ordering::Relaxed) && items.len() < self.queue.capacity;
             if room {
                 items.push(item);
+                None
+            } else {
+                Some(item)
             }
-            room
         };
-        if !taken {
-            shard.lost.fetch_add(1, Ordering::Relaxed);
+        match refused {
+            None => Ok(()),
+            Some(item) => {
+                shard.lost.fetch_add(1, Ordering::Relaxed);
+                Err(item)
+            }
         }
-        taken
     }
 }
 
@@ -376,7 +382,9 @@ mod tests {
             .map(|t| {
                 let batcher = batcher.clone();
                 std::thread::spawn(move || {
-                    (0..1000).filter(|i| batcher.push(t * 1000 + i)).count() as u64
+                    (0..1000)
+                        .filter(|i| batcher.push(t * 1000 + i).is_ok())
+                        .count() as u64
                 })
             })
             .collect();
@@ -399,7 +407,7 @@ mod tests {
         kept.sort_unstable();
         kept.dedup();
         assert_eq!(kept.len() as u64, taken, "an item written twice");
-        assert!(!batcher.push(1), "closed");
+        assert!(batcher.push(1).is_err(), "closed");
     }
 
     #[test]
@@ -407,7 +415,7 @@ mod tests {
         let store = Memory::default();
         let batcher = Batcher::start(store.clone(), config(10_000)).unwrap();
         for i in 0..1000 {
-            assert!(batcher.push(i));
+            assert!(batcher.push(i).is_ok());
         }
         batcher.close();
         assert_eq!(*lock(&store.kept), (0..1000).collect::<Vec<_>>());
@@ -421,7 +429,7 @@ mod tests {
             (1000, 1000, 0)
         );
         // After close, items are counted, not kept.
-        assert!(!batcher.push(1000));
+        assert_eq!(batcher.push(1000), Err(1000));
         assert_eq!(batcher.counts().lost, 1);
     }
 
@@ -435,7 +443,7 @@ mod tests {
             ..config(10)
         };
         let batcher = Batcher::start(store.clone(), config).unwrap();
-        let taken = (0..100).filter(|i| batcher.push(*i)).count();
+        let taken = (0..100).filter(|i| batcher.push(*i).is_ok()).count();
         assert_eq!(taken, 10);
         assert_eq!(batcher.counts().lost, 90);
         // Closing writes the ten, and the full store loses them too.
@@ -449,7 +457,7 @@ mod tests {
         store.full.store(true, Ordering::SeqCst);
         let batcher = Batcher::start(store.clone(), config(10_000)).unwrap();
         for i in 0..10 {
-            batcher.push(i);
+            batcher.push(i).unwrap();
         }
         let started = Instant::now();
         while batcher.counts().lost < 10 {
@@ -462,7 +470,7 @@ mod tests {
         assert_eq!(batcher.counts().failed_batches, 1);
         store.full.store(false, Ordering::SeqCst);
         for i in 10..15 {
-            batcher.push(i);
+            batcher.push(i).unwrap();
         }
         batcher.close();
         let counts = batcher.counts();

@@ -88,10 +88,17 @@ pub async fn run(args: UsageArgs, json: bool) -> anyhow::Result<()> {
         report.prices.per_gb_second_usd,
         report.prices.per_provisioned_gb_second_usd
     );
-    if usage.metering.lost > 0 {
+    let metering = &usage.metering;
+    if metering.unbilled > 0 {
         eprintln!(
-            "warning: {} usage record(s) could not be stored since the server started (see its log); these totals are short by as many invocations",
-            usage.metering.lost
+            "warning: the usage of {} invocation(s) could not be stored since the server started (see its log); these totals are short by as many invocations",
+            metering.unbilled
+        );
+    }
+    if metering.lost > metering.unbilled {
+        eprintln!(
+            "note: {} per-invocation usage record(s) could not be stored since the server started (see its log); their usage is in these totals",
+            metering.lost - metering.unbilled
         );
     }
     Ok(())

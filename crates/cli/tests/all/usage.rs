@@ -535,9 +535,10 @@ impl Drop for SmallDisk {
 
 /// The usage and log stores on a disk that fills up (a real ENOSPC, on a tmpfs): every
 /// request is still served, the lost records and lines are counted and reported, and once space
-/// is free again new invocations are metered and their lines stored.
+/// is free again new invocations are metered and their lines stored — and the bill counts every
+/// invocation, those of the full-disk time included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_loses_usage_records_and_log_lines_not_requests() {
+async fn a_full_disk_loses_usage_records_and_log_lines_not_requests_nor_the_bill() {
     use nimbus_cli::client::LogQuery;
     let disk = SmallDisk::mount(8 << 20);
     let data = std::sync::Arc::new(tempfile::tempdir().unwrap());
@@ -587,38 +588,30 @@ async fn a_full_disk_loses_usage_records_and_log_lines_not_requests() {
 
     // Space again: the next invocations are metered and their lines stored.
     disk.free();
-    let before = nimbus
-        .api
-        .usage(&query)
-        .await
-        .unwrap()
-        .report
-        .total
-        .counters
-        .invocations;
     let lines_before = nimbus.api.logs(&logs).await.unwrap().lines.len();
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut served = 5 + served;
     loop {
         assert_eq!(nimbus.get("/env").await.status(), 200);
-        let now = nimbus
-            .api
-            .usage(&query)
-            .await
-            .unwrap()
-            .report
-            .total
-            .counters
-            .invocations;
+        served += 1;
+        let usage = nimbus.api.usage(&query).await.unwrap();
         let lines = nimbus.api.logs(&logs).await.unwrap().lines.len();
-        if now > before && lines > lines_before {
+        if usage.metering.written > 5 && lines > lines_before {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the stores never recovered after space was freed ({now} invocations, {lines} lines)"
+            "the stores never recovered after space was freed ({:?}, {lines} lines)",
+            usage.metering
         );
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
+    // Rows are written again, and the usage of the full-disk time went with them: the bill
+    // counts every request served.
+    settled(&nimbus, served, 0).await;
+    let usage = nimbus.api.usage(&query).await.unwrap();
+    assert_eq!(usage.metering.unbilled, 0, "{:?}", usage.metering);
+    assert!(usage.metering.lost > 0, "{:?}", usage.metering);
     nimbus.stop().await;
 }
 
