@@ -109,28 +109,14 @@ fn span_key(span: &ProvisionedUsage, hour: u64) -> GroupKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Outcome, RECORD_VERSION, TriggerKind};
 
     fn record(function: &str, start_unix_ms: u64) -> UsageRecord {
         UsageRecord {
-            v: RECORD_VERSION,
-            invocation_id: "i".into(),
-            request_id: "r".into(),
-            tenant: "default".into(),
             app: "a".into(),
             function: function.into(),
-            version: 1,
-            trigger: TriggerKind::Http,
             start_unix_ms,
-            duration_us: 1500,
             billed_ms: 2,
-            memory_mb: 128,
-            peak_memory_bytes: 0,
-            cpu_us: 5,
-            bytes_in: 0,
-            bytes_out: 0,
-            outcome: Outcome::Ok,
-            cold_start: false,
+            ..crate::record::tests::sample()
         }
     }
 

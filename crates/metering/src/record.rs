@@ -152,7 +152,7 @@ impl UsageRecord {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> UsageRecord {

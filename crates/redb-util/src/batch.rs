@@ -220,23 +220,15 @@ impl<T: Send + 'static> Batcher<T> {
     pub fn push(&self, item: T) -> Result<(), T> {
         let shard = self.queue.shard();
         shard.accepted.fetch_add(1, Ordering::Relaxed);
-        let refused = {
+        {
             let mut items = lock(&shard.items);
-            let room = self.queue.open.load(Ordering::Relaxed) && items.len() < self.queue.capacity;
-            if room {
+            if self.queue.open.load(Ordering::Relaxed) && items.len() < self.queue.capacity {
                 items.push(item);
-                None
-            } else {
-                Some(item)
-            }
-        };
-        match refused {
-            None => Ok(()),
-            Some(item) => {
-                shard.lost.fetch_add(1, Ordering::Relaxed);
-                Err(item)
+                return Ok(());
             }
         }
+        shard.lost.fetch_add(1, Ordering::Relaxed);
+        Err(item)
     }
 }
 
