@@ -154,6 +154,11 @@ pub struct UpArgs {
     /// off (benchmarks compare both).
     #[arg(long, env = "NIMBUS_CPU_SLOTS_PER_APP", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub cpu_slots_per_app: Option<u32>,
+    /// Nice value (0-19) of the threads that run CPU-bound guests: above 0, requests to
+    /// short functions preempt a spinning guest at once. 0 keeps them at Nimbus's own
+    /// priority [default: 5].
+    #[arg(long, env = "NIMBUS_CPU_NICE", value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub cpu_nice: Option<i32>,
     /// Milliseconds between epoch ticks while apps contend for the CPU: how often a running
     /// guest then yields its worker thread (so another app's CPU-bound guest delays a request
     /// by at most one tick), and the granularity of `cpu_time_ms` budgets. Otherwise the tick

@@ -76,6 +76,8 @@ pub struct EngineTuning {
     pub reap_interval: Option<std::time::Duration>,
     /// Guests of one app that may run CPU-bound slices at once (`--cpu-slots-per-app`).
     pub cpu_slots_per_app: Option<usize>,
+    /// Nice value of the threads running CPU-bound guests (`--cpu-nice`).
+    pub cpu_nice: Option<i32>,
     /// How often running guests yield and are charged CPU (`--epoch-tick-ms`).
     pub epoch_tick: Option<std::time::Duration>,
     /// Instances one app may have alive at once (`--max-instances-per-app`).
@@ -97,6 +99,9 @@ impl EngineTuning {
         }
         if let Some(slots) = self.cpu_slots_per_app {
             engine.cpu_slots_per_app = slots;
+        }
+        if let Some(nice) = self.cpu_nice {
+            engine.cpu_nice = nice;
         }
         if let Some(tick) = self.epoch_tick {
             engine.epoch_tick = tick;

@@ -15,6 +15,7 @@ use crate::event::{EventFunction, EventHandlerPre};
 use crate::fair::FairShare;
 use crate::function::{FunctionSpec, HttpFunction};
 use crate::host::HostState;
+use crate::offload::CpuRuntime;
 use crate::provisioned::{Instantiate, Instantiating};
 use crate::residency::{Components, Prepare, Reaper};
 use crate::services::Services;
@@ -36,6 +37,7 @@ struct Inner {
     components: Components,
     reaper: Arc<Reaper>,
     fair: FairShare,
+    cpu: CpuRuntime,
 }
 
 impl Drop for Inner {
@@ -104,6 +106,7 @@ impl Engine {
         )?;
         let reaper = Reaper::new();
         Reaper::spawn(&reaper, config.reap_interval)?;
+        let cpu = CpuRuntime::new(config.cpu_nice)?;
 
         Ok(Self {
             inner: Arc::new(Inner {
@@ -117,8 +120,14 @@ impl Engine {
                 components: Components::default(),
                 reaper,
                 fair,
+                cpu,
             }),
         })
+    }
+
+    /// The runtime CPU-bound guests run on (see `offload`).
+    pub(crate) fn cpu_runtime(&self) -> &tokio::runtime::Handle {
+        self.inner.cpu.handle()
     }
 
     /// The engine's configuration.

@@ -249,6 +249,12 @@ impl AppShare {
             && (self.load.throttled.load(Ordering::Relaxed) || self.is_heavy())
     }
 
+    /// Whether the app's invocations start on the engine's CPU runtime (see `offload`): they
+    /// are CPU-heavy on average, or the app was over its share of a contended machine.
+    pub(crate) fn is_cpu_bound(&self) -> bool {
+        self.is_heavy() || self.load.throttled.load(Ordering::Relaxed)
+    }
+
     /// Whether the governor found the app over its share in the last window.
     #[cfg(test)]
     fn is_throttled(&self) -> bool {
@@ -456,6 +462,8 @@ struct SlotState {
     /// When the guest would have begun running had it run without a break: its current poll's
     /// start less the time its earlier polls ran, in ns since [`origin`] (0: never noted).
     ran_since_ns: AtomicU64,
+    /// An epoch tick has made the guest yield (see `offload`).
+    sliced: AtomicBool,
 }
 
 impl CpuSlot {
@@ -466,6 +474,7 @@ impl CpuSlot {
             state: Arc::new(SlotState {
                 held: Mutex::new(None),
                 ran_since_ns: AtomicU64::new(0),
+                sliced: AtomicBool::new(false),
             }),
         }
     }
@@ -527,6 +536,12 @@ impl CpuSlot {
         )
     }
 
+    /// Whether an epoch tick has made the guest yield ([`Self::next_slice`]): it has run for a
+    /// whole tick, and `offload` moves it to the engine's CPU runtime.
+    pub(crate) fn has_sliced(&self) -> bool {
+        self.state.sliced.load(Ordering::Relaxed)
+    }
+
     /// Called at a tick: gives the slot back and returns the future that queues for one
     /// again (only while the machine is contended), then yields, so the runtime runs
     /// something else before the next slice.
@@ -534,6 +549,7 @@ impl CpuSlot {
         &self,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         drop(lock(&self.state.held).take());
+        self.state.sliced.store(true, Ordering::Relaxed);
         if !self.governor.is_contended() {
             return Box::pin(tokio::task::yield_now());
         }

@@ -284,13 +284,15 @@ impl HttpFunction {
         let task_meter = meter.clone();
         let share = self.rt.share().clone();
         let replenish = ReplenishOnDrop(self.provisioned.clone());
-        let task = tokio::spawn(async move {
+        let slot = store.data().cpu_slot.clone();
+        let cpu_bound = share.is_cpu_bound();
+        let cpu = self.rt.engine.cpu_runtime();
+        let task = crate::offload::spawn_guest(cpu, slot.clone(), cpu_bound, async move {
             // The function counts as busy, and its instance against the app's budget, until
             // the guest is done, body included.
             // Declared first, dropped last: the refill finds the budget and the slot free.
             let _replenish = replenish;
             let held = (busy, budget);
-            let slot = store.data().cpu_slot.clone();
             let wait = share.waits_for_a_slot();
             let run = async {
                 if wait {

@@ -25,6 +25,8 @@
 //! - [`event`]: a prepared event-handler function version (`nimbus:events/handler`) and one
 //!   event delivered to it.
 //! - `fair`: fair CPU sharing between apps (per-app CPU slots taken at each epoch tick).
+//! - `offload`: where guests run — on the runtime serving I/O until their first epoch tick,
+//!   then on the engine's own runtime for CPU-bound work.
 //! - [`residency`]: scale to zero — an idle function's code is released from memory by the
 //!   reaper under its keep-alive policy and activated again by its next call; compiled
 //!   components are shared by digest.
@@ -60,6 +62,7 @@ pub mod guest_log;
 pub mod host;
 mod kept;
 pub mod keyvalue;
+mod offload;
 pub mod outbound;
 mod provisioned;
 pub mod queue;

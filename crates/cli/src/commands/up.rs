@@ -45,6 +45,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             },
             reap_interval: None,
             cpu_slots_per_app: args.cpu_slots_per_app.map(|n| n as usize),
+            cpu_nice: args.cpu_nice,
             epoch_tick: args
                 .epoch_tick_ms
                 .map(|ms| std::time::Duration::from_millis(u64::from(ms))),
