@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use crate::engine::{Engine, LoadedComponent};
 use crate::error::{EngineError, InvokeError};
-use crate::function::{FunctionSpec, Invocation};
+use crate::function::{AbortOnDrop, FunctionSpec, Invocation};
 use crate::host::HostState;
+use crate::offload::spawn_guest;
 use crate::provisioned::{Provisioned, Ready, ReplenishOnDrop};
 use crate::residency::Resident;
 use crate::runtime::{FunctionRuntime, classify};
@@ -171,8 +172,6 @@ impl EventFunction {
         meter: &UsageMeter,
     ) -> Result<Result<(), String>, InvokeError> {
         let limits = self.rt.spec.limits;
-        // Declared first, dropped last: the refill finds the budget and the slot free.
-        let _replenish = ReplenishOnDrop(self.provisioned.clone());
         let Ready {
             mut store,
             instance: ready,
@@ -187,34 +186,54 @@ impl EventFunction {
             meter.set_cold_start();
         }
         let event = WitEvent::from(event);
-        let share = self.rt.share();
+        let share = self.rt.share().clone();
         let slot = store.data().cpu_slot.clone();
-        let wait = share.waits_for_a_slot();
-        let run = async {
-            if wait {
-                slot.first_slice().await;
-            }
-            let guest = match ready {
-                Some(guest) => guest,
-                None => pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?,
-            };
-            let result = guest
-                .nimbus_events_handler()
-                .call_handle(&mut store, &event)
-                .await;
-            result.map_err(|e| classify(&e, store.data().cpu, limits))
-        };
+        let meter = meter.clone();
+        let replenish = ReplenishOnDrop(self.provisioned.clone());
+        let cpu = self.rt.engine.cpu_runtime();
         let timeout = Duration::from_millis(limits.timeout_ms);
-        let result = match tokio::time::timeout(timeout, meter.timed(share, &slot, run)).await {
-            Ok(result) => result,
-            Err(_) => Err(InvokeError::Timeout(limits.timeout_ms)),
+        let deadline = tokio::time::Instant::now() + timeout;
+        let task = spawn_guest(cpu, slot.clone(), share.is_cpu_bound(), async move {
+            // Declared first, dropped last: the refill finds the budget and the slot free.
+            let _replenish = replenish;
+            let wait = share.waits_for_a_slot();
+            let run = async {
+                if wait {
+                    slot.first_slice().await;
+                }
+                let guest = match ready {
+                    Some(guest) => guest,
+                    None => pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?,
+                };
+                let result = guest
+                    .nimbus_events_handler()
+                    .call_handle(&mut store, &event)
+                    .await;
+                result.map_err(|e| classify(&e, store.data().cpu, limits))
+            };
+            let result =
+                match tokio::time::timeout_at(deadline, meter.timed(&share, &slot, run)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(InvokeError::Timeout(limits.timeout_ms)),
+                };
+            meter.set_peak_memory(store.data().limits.memory_bytes as u64);
+            share.drop_counted(store);
+            drop((busy, budget));
+            result
+        });
+        // A caller that goes away (a trigger shutting down) takes the guest with it. The
+        // deadline is also kept here, on the caller's runtime: the CPU runtime's timers fire
+        // late while its workers are busy with guests' slices.
+        let mut guard = AbortOnDrop(Some(task.abort_handle()));
+        let result = match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(InvokeError::Trap(format!("invocation task failed: {join}"))),
+            Err(_) => return Err(InvokeError::Timeout(limits.timeout_ms)),
         };
-        meter.set_peak_memory(store.data().limits.memory_bytes as u64);
-        share.drop_counted(store);
-        drop((busy, budget));
+        guard.0 = None;
         result
     }
 }
