@@ -91,7 +91,7 @@ where
 /// status can no longer be 413, and a silently truncated 200 would be a lie).
 pub struct PermitBody {
     inner: GatewayBody,
-    _permit: Option<OwnedSemaphorePermit>,
+    permit: Option<OwnedSemaphorePermit>,
     request_over_limit: Option<Arc<AtomicBool>>,
     /// Bytes the response may still carry (`max_response_bytes`); `None`: unlimited.
     response_budget: Option<u64>,
@@ -102,7 +102,7 @@ impl PermitBody {
     pub fn new(inner: GatewayBody, permit: Option<OwnedSemaphorePermit>) -> Self {
         Self {
             inner,
-            _permit: permit,
+            permit,
             request_over_limit: None,
             response_budget: None,
         }
@@ -146,6 +146,12 @@ impl Body for PermitBody {
             }
             *budget -= len;
         }
+        if let Poll::Ready(None) = frame {
+            // Released before hyper writes the body's last chunk: a client that sends its next
+            // request as soon as it has the whole response finds the permit free, instead of
+            // racing the connection task for it (and, turned away, being paused).
+            self.permit = None;
+        }
         frame
     }
 
@@ -155,5 +161,26 @@ impl Body for PermitBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::Semaphore;
+
+    #[tokio::test]
+    async fn the_permit_is_free_once_the_body_has_ended_not_only_once_it_is_dropped() {
+        let slots = Arc::new(Semaphore::new(1));
+        let permit = slots.clone().try_acquire_owned().unwrap();
+        let mut body = PermitBody::new(full("hello"), Some(permit));
+        assert_eq!(slots.available_permits(), 0);
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "hello");
+        assert_eq!(slots.available_permits(), 0, "still streaming");
+        assert!(body.frame().await.is_none());
+        assert_eq!(slots.available_permits(), 1, "ended, not yet dropped");
+        drop(body);
+        assert_eq!(slots.available_permits(), 1);
     }
 }

@@ -13,6 +13,9 @@ pub struct GatewayConfig {
     pub header_read_timeout: Duration,
     /// On shutdown, in-flight requests get this long to finish.
     pub drain_timeout: Duration,
+    /// After the gateway answers 429 on a connection, its next request waits this long before
+    /// it is read (see `pause`; zero: never).
+    pub rejection_pause: Duration,
     /// Makes a server span of every request (off by default).
     pub tracer: nimbus_trace::Tracer,
 }
@@ -24,6 +27,7 @@ impl Default for GatewayConfig {
             max_headers: 100,
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
+            rejection_pause: Duration::from_millis(10),
             tracer: nimbus_trace::Tracer::off(),
         }
     }

@@ -237,11 +237,17 @@ where
     (response, Some(name))
 }
 
+/// Marks a response by which the gateway turned a request away (not a function's own 429): its
+/// connection pauses before its next request is read (see `pause`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TurnedAway;
+
 /// 429 with `Retry-After: 1`.
 fn too_many(msg: &str, request_id: &str) -> Response<PermitBody> {
     let mut resp = error(StatusCode::TOO_MANY_REQUESTS, msg, request_id);
     resp.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp.extensions_mut().insert(TurnedAway);
     resp
 }
 

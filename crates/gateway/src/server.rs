@@ -10,7 +10,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::config::GatewayConfig;
-use crate::handler::{Routes, handle};
+use crate::handler::{Routes, TurnedAway, handle};
+use crate::pause::{Paused, Rejected};
 
 /// The HTTP ingress. Routes are swapped atomically on deploy; requests in flight keep the
 /// table (and function versions) they started with.
@@ -72,11 +73,18 @@ impl Gateway {
             // Small responses should leave at once, not wait for Nagle's algorithm.
             let _ = stream.set_nodelay(true);
             let gateway = self.clone();
+            let rejected = Arc::new(Rejected::default());
+            let stream = Paused::new(stream, rejected.clone(), self.config.rejection_pause);
             let service = hyper::service::service_fn(move |req| {
                 let gateway = gateway.clone();
+                let rejected = rejected.clone();
                 async move {
                     let routes = gateway.routes();
-                    Ok::<_, std::convert::Infallible>(handle(routes, &gateway.config, req).await)
+                    let response = handle(routes, &gateway.config, req).await;
+                    if response.extensions().get::<TurnedAway>().is_some() {
+                        rejected.note();
+                    }
+                    Ok::<_, std::convert::Infallible>(response)
                 }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), service);

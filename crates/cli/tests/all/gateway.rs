@@ -259,3 +259,78 @@ async fn a_bounded_wait_queue_absorbs_a_burst_and_rejects_the_rest_at_once() {
     );
     nimbus.stop().await;
 }
+
+/// One request on `conn` (keep-alive): its status and how long the whole response took.
+async fn exchange(conn: &mut TcpStream, path: &str) -> (u16, Duration) {
+    let started = std::time::Instant::now();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nx-sleep-ms: 0\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "closed mid-response: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let length: Option<usize> = head.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")?
+                .parse()
+                .ok()
+        });
+        // A function's response is chunked, the gateway's own have a length.
+        let complete = match length {
+            Some(length) => body.len() >= length,
+            None => body.ends_with("0\r\n\r\n"),
+        };
+        if complete {
+            let status = head[9..12].parse().unwrap();
+            return (status, started.elapsed());
+        }
+    }
+}
+
+/// A connection the gateway turned away (429) waits `rejection_pause` before its next request
+/// is read, so a client ignoring `Retry-After` cannot make it answer at full speed; the 429
+/// itself, and a fresh connection's, are answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_turned_away_waits_before_its_next_request_is_read() {
+    let pause = Duration::from_millis(500);
+    let nimbus = Nimbus::start_with_gateway(GatewayConfig {
+        rejection_pause: pause,
+        ..GatewayConfig::default()
+    })
+    .await;
+    nimbus
+        .deploy_guest("s", "sleep", &["/sleep"], "max_concurrency = 1")
+        .await;
+    let (http, url) = (nimbus.http.clone(), format!("{}/sleep", nimbus.gateway_url));
+    let busy = tokio::spawn(async move { http.get(url).header("x-sleep-ms", "4000").send().await });
+    let addr = nimbus.running().gateway_addr;
+    // Fresh connections until one is turned away: the sleeper holds the only slot.
+    let mut conn = loop {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        let (status, took) = exchange(&mut conn, "/sleep").await;
+        if status == 429 {
+            assert!(took < pause, "a first 429 took {took:?}");
+            break conn;
+        }
+        assert_eq!(status, 200);
+    };
+    let (status, took) = exchange(&mut conn, "/sleep").await;
+    assert_eq!(status, 429);
+    assert!(took >= pause, "asked again at once, answered in {took:?}");
+    let mut fresh = TcpStream::connect(addr).await.unwrap();
+    let (status, took) = exchange(&mut fresh, "/sleep").await;
+    assert_eq!(status, 429);
+    assert!(took < pause, "a fresh connection waited {took:?}");
+    assert_eq!(busy.await.unwrap().unwrap().status(), 200);
+    nimbus.stop().await;
+}
