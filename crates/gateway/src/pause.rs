@@ -109,7 +109,7 @@ mod tests {
 
         client.write_all(b"a").await.unwrap();
         let started = tokio::time::Instant::now();
-        server.read(&mut buf).await.unwrap();
+        assert_eq!(server.read(&mut buf).await.unwrap(), 1);
         assert_eq!(
             started.elapsed(),
             Duration::ZERO,
@@ -125,7 +125,7 @@ mod tests {
 
         client.write_all(b"c").await.unwrap();
         let started = tokio::time::Instant::now();
-        server.read(&mut buf).await.unwrap();
+        assert_eq!(server.read(&mut buf).await.unwrap(), 1);
         assert_eq!(started.elapsed(), Duration::ZERO, "the pause is spent");
 
         // Writes (the 429 itself) never wait.
