@@ -191,9 +191,13 @@ impl EventFunction {
         let meter = meter.clone();
         let replenish = ReplenishOnDrop(self.provisioned.clone());
         let cpu = self.rt.engine.cpu_runtime();
+        let cpu_bound = share.is_cpu_bound();
+        let moves_at = slot.clone();
         let timeout = Duration::from_millis(limits.timeout_ms);
         let deadline = tokio::time::Instant::now() + timeout;
-        let task = spawn_guest(cpu, slot.clone(), share.is_cpu_bound(), async move {
+        // The guest's own spans (queue sends, key-value calls) hang under the invocation's,
+        // whichever task and runtime it runs on.
+        let guest = nimbus_trace::propagate(async move {
             // Declared first, dropped last: the refill finds the budget and the slot free.
             let _replenish = replenish;
             let wait = share.waits_for_a_slot();
@@ -224,6 +228,7 @@ impl EventFunction {
             drop((busy, budget));
             result
         });
+        let task = spawn_guest(cpu, moves_at, cpu_bound, guest);
         // A caller that goes away (a trigger shutting down) takes the guest with it. The
         // deadline is also kept here, on the caller's runtime: the CPU runtime's timers fire
         // late while its workers are busy with guests' slices.
