@@ -80,8 +80,8 @@ def main():
     rows = []
     cores = os.cpu_count() or 1
     for label, extra in ((f"per-app CPU slots, default (cores − 1 = {max(1, cores - 1)})", []),
-                         ("default slots, CPU-bound guests at Nimbus's own priority "
-                          "(--cpu-nice 0)", ["--cpu-nice", "0"]),
+                         ("default slots, CPU-bound guests' threads at nice 5 "
+                          "(--cpu-nice 5)", ["--cpu-nice", "5"]),
                          (f"one slot per core (--cpu-slots-per-app {cores})",
                           ["--cpu-slots-per-app", str(cores)]),
                          ("fair sharing off (--cpu-slots-per-app 100000)",

@@ -155,8 +155,8 @@ pub struct UpArgs {
     #[arg(long, env = "NIMBUS_CPU_SLOTS_PER_APP", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub cpu_slots_per_app: Option<u32>,
     /// Nice value (0-19) of the threads that run CPU-bound guests: above 0, requests to
-    /// short functions preempt a spinning guest at once. 0 keeps them at Nimbus's own
-    /// priority [default: 5].
+    /// short functions preempt a spinning guest at once, and CPU-bound functions get less of
+    /// a busy machine. 0 keeps them at Nimbus's own priority [default: 0].
     #[arg(long, env = "NIMBUS_CPU_NICE", value_parser = clap::value_parser!(i32).range(0..=19))]
     pub cpu_nice: Option<i32>,
     /// Milliseconds between epoch ticks while apps contend for the CPU: how often a running

@@ -54,12 +54,14 @@ pub struct EngineConfig {
     /// to the others (measured in BENCHMARKS.md: with one slot per core a victim's p99 under a
     /// flood was 16 ms, with one fewer 6.7 ms).
     pub cpu_slots_per_app: usize,
-    /// Nice value of the threads CPU-bound guests run on (see `offload`): above 0, the kernel
-    /// lets the platform's I/O threads and short guests preempt them at once. With 5, a light
-    /// app's p99 beside a spinning guest was 1.1 ms against 2.7-3.2 ms at 0 and 0.8 ms with no
-    /// spinning guest at all (BENCHMARKS.md, fairness, session 16). The price: while the
-    /// machine is saturated by other work, CPU-bound guests get a smaller share of it (weight
-    /// 335 against 1024 at nice 5). 0 leaves them at the process's priority.
+    /// Nice value of the threads CPU-bound guests run on (see `offload`); default 0, the
+    /// process's own priority. Above 0 the kernel lets the I/O threads and short guests
+    /// preempt them at once: with 5, a light app's p99 beside a spinning guest was 1.1 ms
+    /// against 2.7-3.2 ms at 0 (0.8 ms with no spinning guest). But a CPU-bound function then
+    /// gets a smaller share of a machine saturated by cheap requests: 12 ms requests beside a
+    /// hello flood kept 76% of their throughput at nice 0, 62% at 2 and 38% at 5
+    /// (BENCHMARKS.md, fairness, session 16). Neither app should be able to take that much
+    /// from the other, so the default is neutral.
     pub cpu_nice: i32,
 }
 
@@ -90,7 +92,7 @@ impl EngineConfig {
             reap_interval: Duration::from_secs(1),
             cpu_slots_per_app: std::thread::available_parallelism()
                 .map_or(1, |n| usize::from(n).saturating_sub(1).max(1)),
-            cpu_nice: 5,
+            cpu_nice: 0,
         }
     }
 }
