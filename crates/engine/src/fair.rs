@@ -245,8 +245,7 @@ impl AppShare {
     /// Whether the app's next invocation takes a CPU slot before its first slice: the machine
     /// is contended and the app is heavy or over its share.
     pub(crate) fn waits_for_a_slot(&self) -> bool {
-        self.governor.is_contended()
-            && (self.load.throttled.load(Ordering::Relaxed) || self.is_heavy())
+        self.governor.is_contended() && self.is_cpu_bound()
     }
 
     /// Whether the app's invocations start on the engine's CPU runtime (see `offload`): they

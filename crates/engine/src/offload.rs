@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{EngineError, InvokeError};
 use crate::fair::CpuSlot;
+use crate::function::AbortOnDrop;
 
 /// The engine's runtime for CPU-bound guests; shut down in the background when dropped (an
 /// engine may be dropped inside another runtime, where blocking is not allowed).
@@ -101,21 +102,14 @@ where
         if let Some(result) = here {
             return result;
         }
-        let mut moved = AbortOnDrop(cpu.spawn(run));
-        match (&mut moved.0).await {
+        let moved = cpu.spawn(run);
+        // Aborts the moved guest's task when the task that waits for it is aborted or dropped.
+        let _abort = AbortOnDrop(Some(moved.abort_handle()));
+        match moved.await {
             Ok(result) => result,
             Err(join) => Err(InvokeError::Trap(format!("invocation task failed: {join}"))),
         }
     })
-}
-
-/// Aborts the moved guest's task when the task that waits for it is aborted or dropped.
-struct AbortOnDrop<T>(JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 #[cfg(test)]
