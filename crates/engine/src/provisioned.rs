@@ -181,16 +181,17 @@ impl<P: Instantiate> Provisioned<P> {
         lock(&self.ready).len() < self.target
     }
 
-    /// Starts the refill task unless the pool is full or one is running (or the runtime is
-    /// gone: a pool dropped while it shuts down).
+    /// Starts the refill task unless the pool is full or one is running. It runs on the
+    /// engine's CPU runtime (see `offload`): instantiating takes several ms for a JS guest,
+    /// which on the runtime serving requests would delay other apps' requests behind it.
     fn refill_in_background(self: &Arc<Self>) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         if !self.missing() || self.filling.swap(true, Ordering::AcqRel) {
             return;
         }
-        runtime.spawn(refill(Arc::downgrade(self)));
+        self.rt
+            .engine
+            .cpu_runtime()
+            .spawn(refill(Arc::downgrade(self)));
     }
 
     /// Makes one instance if one is missing. `Ok(None)`: none is missing, or the app's budget
