@@ -165,6 +165,12 @@ pub struct UpArgs {
     /// is 5 ms (or this, if longer) [default: 1].
     #[arg(long, env = "NIMBUS_EPOCH_TICK_MS", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub epoch_tick_ms: Option<u32>,
+    /// Milliseconds a connection that was answered 429 (the gateway turning a request away:
+    /// a function at `max_concurrency`, an app at its instance budget) waits before its next
+    /// request is read, so clients that retry at once cannot crowd out the requests being
+    /// served; fresh connections are read at once. 0 turns the pause off [default: 10].
+    #[arg(long, env = "NIMBUS_REJECTION_PAUSE_MS", value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub rejection_pause_ms: Option<u32>,
     /// WebAssembly instances alive at once on this machine, across all apps (pooling
     /// allocator slots) [default: 1000].
     #[arg(long, env = "NIMBUS_MAX_INSTANCES", value_parser = clap::value_parser!(u32).range(1..=100_000))]

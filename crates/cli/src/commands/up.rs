@@ -34,7 +34,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             None => DEFAULT_S3_LISTEN.parse()?,
         },
         reset_token: args.reset_token,
-        gateway: nimbus_gateway::GatewayConfig::default(),
+        gateway: {
+            let mut gateway = nimbus_gateway::GatewayConfig::default();
+            if let Some(ms) = args.rejection_pause_ms {
+                gateway.rejection_pause = std::time::Duration::from_millis(u64::from(ms));
+            }
+            gateway
+        },
         engine: EngineTuning {
             keep_resident_bytes: args.keep_resident_kib.map(|kib| kib << 10),
             keep_alive: match &args.keep_alive {
