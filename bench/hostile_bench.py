@@ -11,6 +11,9 @@ between its requests (a steady load well below capacity: a tenant that is not it
 saturating the machine). A victim that saturates two cores alone cannot keep its latency when
 anything else gets a share of them, hostile or not; the paced one measures isolation.
 Attacks (another app, --attackers concurrent clients each):
+  neighbour the control: a well-behaved hello world hit by the same clients. What any
+            equally loud neighbour costs the victim on this machine (its clients included),
+            against which the attacks below are to be read                        → 200
   loop      spins until its CPU budget (cpu_time_ms = 1000) stops it          → 504
   membomb   allocates until its memory cap (memory_mb = 64)                     → capped
   deep      recurses without bound, 1 KiB frames in linear memory (runs out of the
@@ -43,6 +46,7 @@ from serve_bench import NIMBUS, ROOT, Nimbus, machine, pace_script, run, wrk
 def attacks_for(upstream_port):
     """name → (guest, manifest lines, request headers)."""
     return {
+        "neighbour": ("hello", "", ""),
         "loop": ("loop", "timeout_ms = 2000\ncpu_time_ms = 1000", ""),
         "membomb": ("membomb", "memory_mb = 64", ""),
         "deep": ("deep", "", ""),
@@ -123,9 +127,19 @@ class Sampler(threading.Thread):
             time.sleep(0.1)
 
 
+ATTACKER_NICE = 0
+
+
+def lower_priority():
+    """Runs the calling attack thread at `--attacker-nice` (Linux: per thread)."""
+    if ATTACKER_NICE:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ATTACKER_NICE)
+
+
 def function_attack(port, path, clients, stop, counts, headers=""):
     """Clients that call `path` in a loop, reading whatever comes back."""
     def client():
+        lower_priority()
         while not stop.is_set():
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
@@ -143,6 +157,7 @@ def function_attack(port, path, clients, stop, counts, headers=""):
 
 def slowloris(port, clients, stop, counts):
     def client():
+        lower_priority()
         while not stop.is_set():
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
@@ -159,6 +174,7 @@ def endless_body(port, clients, stop, counts):
     chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
 
     def client():
+        lower_priority()
         while not stop.is_set():
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
@@ -179,14 +195,21 @@ def main():
     parser.add_argument("--victim-delay-ms", type=int, default=0,
                         help="each victim connection waits this long between requests "
                              "(0: back to back)")
+    parser.add_argument("--attacker-nice", type=int, default=0,
+                        help="nice value of the attack clients' threads: with 19 their own CPU "
+                             "use competes less with the server and the victim's client, "
+                             "closer to attackers on another machine")
     parser.add_argument("--nimbus-args", default="",
                         help="extra server flags, e.g. '--cpu-slots-per-app 100000' (fair "
                              "sharing off, for an A/B run)")
     args = parser.parse_args()
+    global ATTACKER_NICE
+    ATTACKER_NICE = args.attacker_nice
     guests = build()
     print(f"machine: {machine()}")
     print(f"command: python3 bench/hostile_bench.py --duration {args.duration} "
           f"--attackers {args.attackers} --victim-delay-ms {args.victim_delay_ms} "
+          f"--attacker-nice {args.attacker_nice} "
           f"--nimbus-args '{args.nimbus_args}'")
     pace = pace_script(args.victim_delay_ms)
     nimbus = Nimbus(extra_args=args.nimbus_args.split()).start()
@@ -237,14 +260,15 @@ def main():
     print(f"Victim: C hello, wrk 1 thread × 4 connections{paced}, {args.duration} s per row; "
           f"attackers: {args.attackers} clients (slowloris: {args.attackers * 8})")
     print()
-    print("| attack | victim p50 / p99 | p99 vs baseline | victim req/s | victim errors | "
-          "attacker outcomes | server peak RSS |")
-    print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
+    neighbour = next((r for name, r, _, _ in rows if name == "neighbour"), None)
+    print("| attack | victim p50 / p99 | p99 vs baseline | p99 vs neighbour | victim req/s | "
+          "victim errors | attacker outcomes | server peak RSS |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     for name, r, counts, peak in rows:
         outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "—"
-        errors = r["non2xx"] + (1 if r["socket_errors"] else 0)
+        vs_neighbour = f"{r['p99_ms'] / neighbour['p99_ms']:.1f}x" if neighbour else "—"
         print(f"| {name} | {r['p50_ms']:.2f} / {r['p99_ms']:.2f} ms | "
-              f"{r['p99_ms'] / base['p99_ms']:.1f}x | {r['rps']:.0f} | "
+              f"{r['p99_ms'] / base['p99_ms']:.1f}x | {vs_neighbour} | {r['rps']:.0f} | "
               f"{r['non2xx']}{' ' + r['socket_errors'] if r['socket_errors'] else ''} | "
               f"{outcomes} | {peak:.0f} MiB |")
 
