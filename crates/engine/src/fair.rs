@@ -40,7 +40,7 @@
 //! every core — the sharing is work-conserving. Light apps on a contended machine (a hello
 //! world uses tens of µs) never touch a slot either, unless they take more than their share.
 //! A contended machine stays so while guests wait for slots, even if it is no longer
-//! saturated: the slots are then what keeps it below saturation. Without that, a flood of
+//! saturated (down to [`HELD_BUSY`]): the slots are then what keeps it below saturation. Without that, a flood of
 //! CPU-bound requests beside a light app flipped the machine between contended (slots hold
 //! the flood to one core: 80% busy) and not (the flood takes both cores, with 5 ms ticks) from
 //! one window to the next, and the light app's p99 was 4 ms against 0.8 ms alone.
@@ -66,6 +66,12 @@ pub(crate) const WINDOW: Duration = Duration::from_millis(50);
 
 /// The machine's CPU use, as a fraction of all its CPU time, from which it is saturated.
 pub(crate) const SATURATED: f64 = 0.8;
+
+/// Below this fraction of its CPU time in use, the machine is not contended even while guests
+/// wait for slots (see [`Governor::rebalance`]): a flood held to its slots keeps at least
+/// (cores − 1) / cores of it busy, ≥ 0.5; guests that wait while the machine idles wait for
+/// slots held by guests blocked on I/O, and the slots should let go.
+pub(crate) const HELD_BUSY: f64 = 0.4;
 
 /// An app using more than this times an equal split of the guests' CPU, on a contended
 /// machine, is throttled.
@@ -388,9 +394,11 @@ impl Governor {
         let total: u64 = used.iter().sum();
         // Once contended, the slots hold the busiest apps back, and the machine may then fall
         // below `SATURATED` only because of them: letting go would saturate it again at once.
-        // So it stays contended while any guest had to wait for a slot.
+        // So it stays contended while any guest had to wait for a slot, unless the machine is
+        // mostly idle (`HELD_BUSY`).
         let held_back = self.held_back.swap(false, Ordering::Relaxed);
-        let saturated = busy >= SATURATED || (self.is_contended() && held_back);
+        let saturated =
+            busy >= SATURATED || (self.is_contended() && held_back && busy >= HELD_BUSY);
         let contended = saturated && active.len() >= 2;
         self.contended.store(contended, Ordering::Relaxed);
         let rejected = self.rejected.swap(false, Ordering::Relaxed);
@@ -693,6 +701,13 @@ mod tests {
         // A window in which nobody waited for a slot: below saturation, the slots let go.
         window(0.6);
         assert!(!governor.is_contended() && !flood.is_throttled());
+        // Nor does waiting keep a mostly idle machine contended (guests waiting for slots
+        // held by guests blocked on I/O).
+        window(1.0);
+        assert!(governor.is_contended());
+        let _ = tokio::time::timeout(Duration::from_millis(20), waiting.first_slice()).await;
+        window(HELD_BUSY / 2.0);
+        assert!(!governor.is_contended());
         // Waiting alone does not make a machine contended that was not.
         drop(running);
         let (a, b) = (CpuSlot::new(&flood), CpuSlot::new(&flood));
