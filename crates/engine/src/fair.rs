@@ -40,10 +40,11 @@
 //! every core — the sharing is work-conserving. Light apps on a contended machine (a hello
 //! world uses tens of µs) never touch a slot either, unless they take more than their share.
 //! A contended machine stays so while guests wait for slots, even if it is no longer
-//! saturated (down to [`HELD_BUSY`]): the slots are then what keeps it below saturation. Without that, a flood of
-//! CPU-bound requests beside a light app flipped the machine between contended (slots hold
-//! the flood to one core: 80% busy) and not (the flood takes both cores, with 5 ms ticks) from
-//! one window to the next, and the light app's p99 was 4 ms against 0.8 ms alone.
+//! saturated (down to [`HELD_BUSY`]): the slots are then what keeps it below saturation.
+//! Without that, a flood of CPU-bound requests beside a light app flipped the machine between
+//! contended (slots hold the flood to one core: 80% busy) and not (the flood takes both cores,
+//! with 5 ms ticks) from one window to the next, and the light app's p99 was 3.6–4 ms against
+//! 0.6–0.8 ms alone (BENCHMARKS.md, fairness, session 17).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
