@@ -171,6 +171,36 @@ pub struct UpArgs {
     /// served; fresh connections are read at once. 0 turns the pause off [default: 10].
     #[arg(long, env = "NIMBUS_REJECTION_PAUSE_MS", value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub rejection_pause_ms: Option<u32>,
+    /// The region S3 clients sign their requests for; requests signed for another region
+    /// are refused (AuthorizationHeaderMalformed) [default: us-east-1].
+    #[arg(long, env = "NIMBUS_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Accept SigV2 (HMAC-SHA1) signatures on the S3 API, for clients too old for SigV4.
+    /// Off by default: SigV2 is deprecated by AWS and weaker.
+    #[arg(long, env = "NIMBUS_S3_ALLOW_SIGV2")]
+    pub s3_allow_sigv2: bool,
+    /// Milliseconds a client has, from the first byte of a request head, to send all of it;
+    /// slower connections are closed (all listeners) [default: 10000].
+    #[arg(long, env = "NIMBUS_HEADER_READ_TIMEOUT_MS", value_parser = clap::value_parser!(u32).range(100..=600_000))]
+    pub header_read_timeout_ms: Option<u32>,
+    /// Milliseconds a connection may stay open with no request in progress, and a client
+    /// may leave a response unread, before it is closed (all listeners; streaming responses
+    /// such as `logs -f` are not cut) [default: 30000].
+    #[arg(long, env = "NIMBUS_IDLE_TIMEOUT_MS", value_parser = clap::value_parser!(u32).range(100..=3_600_000))]
+    pub idle_timeout_ms: Option<u32>,
+    /// Connections each listener (functions, control API, S3) holds open at once; past it
+    /// new ones wait in the kernel's backlog. Lowered at start to fit the open-file limit
+    /// [default: 4096].
+    #[arg(long, env = "NIMBUS_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: Option<u32>,
+    /// Connections one client address (an IPv6 /64) may hold open on each listener; more
+    /// are refused (429) [default: no cap]. `--trusted-proxies` are exempt.
+    #[arg(long, env = "NIMBUS_MAX_CONNECTIONS_PER_CLIENT", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_client: Option<u32>,
+    /// Comma-separated addresses or networks of load balancers and proxies in front of
+    /// Nimbus (`10.0.0.7,10.1.0.0/16`), exempt from `--max-connections-per-client`.
+    #[arg(long, env = "NIMBUS_TRUSTED_PROXIES", value_name = "LIST")]
+    pub trusted_proxies: Option<nimbus_serve::TrustedProxies>,
     /// WebAssembly instances alive at once on this machine, across all apps (pooling
     /// allocator slots) [default: 1000].
     #[arg(long, env = "NIMBUS_MAX_INSTANCES", value_parser = clap::value_parser!(u32).range(1..=100_000))]

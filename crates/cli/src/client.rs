@@ -115,7 +115,7 @@ impl ApiClient {
     /// Whether the blob is stored.
     pub async fn has_blob(&self, digest: &str) -> anyhow::Result<bool> {
         let response = self
-            .request(Method::HEAD, &format!("/v1/blobs/{digest}"))
+            .request(Method::HEAD, &format!("/v1/blobs/{}", segment(digest)?))
             .send()
             .await
             .map_err(|e| anyhow!(Unreachable(self.base.clone(), e.to_string())))?;
@@ -135,7 +135,7 @@ impl ApiClient {
     /// Uploads a blob from a streaming body.
     pub async fn put_blob(&self, digest: &str, body: reqwest::Body) -> anyhow::Result<()> {
         self.send(
-            self.request(Method::PUT, &format!("/v1/blobs/{digest}"))
+            self.request(Method::PUT, &format!("/v1/blobs/{}", segment(digest)?))
                 .body(body),
         )
         .await?;
@@ -155,29 +155,35 @@ impl ApiClient {
 
     /// `GET /v1/apps/{app}`.
     pub async fn app(&self, app: &str) -> anyhow::Result<AppStatus> {
-        self.json(self.request(Method::GET, &format!("/v1/apps/{app}")))
+        self.json(self.request(Method::GET, &format!("/v1/apps/{}", segment(app)?)))
             .await
     }
 
     /// `GET /v1/apps/{app}/functions`.
     pub async fn functions(&self, app: &str) -> anyhow::Result<Vec<FunctionStatus>> {
-        self.json(self.request(Method::GET, &format!("/v1/apps/{app}/functions")))
-            .await
+        self.json(self.request(
+            Method::GET,
+            &format!("/v1/apps/{}/functions", segment(app)?),
+        ))
+        .await
     }
 
     /// `POST /v1/apps/{app}/rollback`.
     pub async fn rollback(&self, app: &str, version: Option<u64>) -> anyhow::Result<AppStatus> {
         let body = RollbackRequest { version };
         self.json(
-            self.request(Method::POST, &format!("/v1/apps/{app}/rollback"))
-                .json(&body),
+            self.request(
+                Method::POST,
+                &format!("/v1/apps/{}/rollback", segment(app)?),
+            )
+            .json(&body),
         )
         .await
     }
 
     /// `DELETE /v1/apps/{app}`.
     pub async fn delete(&self, app: &str) -> anyhow::Result<()> {
-        self.send(self.request(Method::DELETE, &format!("/v1/apps/{app}")))
+        self.send(self.request(Method::DELETE, &format!("/v1/apps/{}", segment(app)?)))
             .await?;
         Ok(())
     }
@@ -186,7 +192,7 @@ impl ApiClient {
 impl ApiClient {
     /// `GET /v1/kv/{store}/{key}`: the value, or `None` if the key does not exist.
     pub async fn kv_get(&self, store: &str, key: &str) -> anyhow::Result<Option<bytes::Bytes>> {
-        let path = kv_path(store, key);
+        let path = kv_path(store, key)?;
         match self.send(self.request(Method::GET, &path)).await {
             Ok(response) => Ok(Some(
                 response
@@ -212,7 +218,7 @@ impl ApiClient {
         value: Vec<u8>,
         ttl_secs: Option<u64>,
     ) -> anyhow::Result<()> {
-        let mut builder = self.request(Method::PUT, &kv_path(store, key)).body(value);
+        let mut builder = self.request(Method::PUT, &kv_path(store, key)?).body(value);
         if let Some(ttl) = ttl_secs {
             builder = builder.query(&[("ttl", ttl)]);
         }
@@ -223,7 +229,7 @@ impl ApiClient {
     /// `DELETE /v1/kv/{store}/{key}`: whether the key existed.
     pub async fn kv_delete(&self, store: &str, key: &str) -> anyhow::Result<bool> {
         match self
-            .send(self.request(Method::DELETE, &kv_path(store, key)))
+            .send(self.request(Method::DELETE, &kv_path(store, key)?))
             .await
         {
             Ok(_) => Ok(true),
@@ -250,7 +256,7 @@ impl ApiClient {
             query.push(("cursor", cursor.to_owned()));
         }
         self.json(
-            self.request(Method::GET, &format!("/v1/kv/{}", encode_segment(store)))
+            self.request(Method::GET, &format!("/v1/kv/{}", segment(store)?))
                 .query(&query),
         )
         .await
@@ -260,11 +266,7 @@ impl ApiClient {
 impl ApiClient {
     /// `PUT /v1/apps/{app}/secrets/{name}`.
     pub async fn secret_set(&self, app: &str, name: &str, value: String) -> anyhow::Result<()> {
-        let path = format!(
-            "/v1/apps/{}/secrets/{}",
-            encode_segment(app),
-            encode_segment(name)
-        );
+        let path = format!("/v1/apps/{}/secrets/{}", segment(app)?, segment(name)?);
         self.send(self.request(Method::PUT, &path).body(value))
             .await?;
         Ok(())
@@ -272,17 +274,13 @@ impl ApiClient {
 
     /// `GET /v1/apps/{app}/secrets`.
     pub async fn secret_list(&self, app: &str) -> anyhow::Result<Vec<SecretInfo>> {
-        let path = format!("/v1/apps/{}/secrets", encode_segment(app));
+        let path = format!("/v1/apps/{}/secrets", segment(app)?);
         self.json(self.request(Method::GET, &path)).await
     }
 
     /// `DELETE /v1/apps/{app}/secrets/{name}`.
     pub async fn secret_remove(&self, app: &str, name: &str) -> anyhow::Result<()> {
-        let path = format!(
-            "/v1/apps/{}/secrets/{}",
-            encode_segment(app),
-            encode_segment(name)
-        );
+        let path = format!("/v1/apps/{}/secrets/{}", segment(app)?, segment(name)?);
         self.send(self.request(Method::DELETE, &path)).await?;
         Ok(())
     }
@@ -301,7 +299,7 @@ impl ApiClient {
 
     /// `DELETE /v1/keys/{id}`.
     pub async fn key_remove(&self, id: &str) -> anyhow::Result<()> {
-        let path = format!("/v1/keys/{}", encode_segment(id));
+        let path = format!("/v1/keys/{}", segment(id)?);
         self.send(self.request(Method::DELETE, &path)).await?;
         Ok(())
     }
@@ -325,24 +323,35 @@ pub struct SecretInfo {
     pub updated_at_ms: u64,
 }
 
-/// `/v1/kv/{store}/{key}` with both percent-encoded (`/` in keys kept: the route takes the
-/// rest of the path as the key).
-fn kv_path(store: &str, key: &str) -> String {
-    let key: Vec<String> = key.split('/').map(encode_segment).collect();
-    format!("/v1/kv/{}/{}", encode_segment(store), key.join("/"))
+/// `/v1/kv/{store}/{key}`, the key as one segment (`/` sent as `%2F`).
+fn kv_path(store: &str, key: &str) -> anyhow::Result<String> {
+    if key.split('/').any(|part| part == "." || part == "..") {
+        bail!(
+            "invalid key `{key}`: `.` and `..` segments are refused (the REST API addresses \
+             keys in URL paths, where they mean another path)"
+        );
+    }
+    Ok(format!("/v1/kv/{}/{}", segment(store)?, segment(key)?))
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub(crate) fn encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
+/// One path segment of an API URL: user data percent-encoded so that no client or server
+/// can read it as more (or fewer) segments. Everything but RFC 3986's unreserved
+/// characters is encoded, `/` too. `.` and `..` are refused: URL libraries resolve them
+/// even when percent-encoded (`%2E%2E` is `..` to the WHATWG URL parser), so
+/// `/v1/apps/a/..` would reach `/v1/apps` — and an empty segment another route.
+pub(crate) fn segment(value: &str) -> anyhow::Result<String> {
+    if value.is_empty() || value == "." || value == ".." {
+        bail!("invalid name `{value}`: empty, `.` and `..` cannot be sent in a URL path");
+    }
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(byte));
         } else {
             out.push_str(&format!("%{byte:02X}"));
         }
     }
-    out
+    Ok(out)
 }
 
 /// The API could not be reached at all.

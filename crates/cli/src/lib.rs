@@ -11,12 +11,14 @@
 //! - [`services`]: opens the key-value backend, secret store and object store.
 //! - [`client`]: typed control-API client.
 //! - [`config`]: server settings resolution and the client credentials file.
+//! - [`data_dir`]: the data dir made owner-only at start.
 //! - [`output`]: human/JSON output helpers.
 
 pub mod args;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod data_dir;
 pub mod output;
 pub mod server;
 pub mod services;

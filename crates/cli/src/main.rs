@@ -26,6 +26,7 @@ async fn main() -> std::process::ExitCode {
         .init();
 
     let json = cli.json;
+    let lister = lister(&cli.command);
     let result = match cli.command {
         Command::Up(args) => commands::up::run(*args).await,
         Command::New(args) => commands::new::run(args, json),
@@ -48,7 +49,7 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            if let Some(hint) = hint(&err) {
+            if let Some(hint) = hint(&err, lister) {
                 eprintln!("hint: {hint}");
             }
             std::process::ExitCode::FAILURE
@@ -56,7 +57,25 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-fn hint(err: &anyhow::Error) -> Option<&'static str> {
+/// The command that lists what `command` names, for the hint after a `not_found`.
+fn lister(command: &Command) -> &'static str {
+    match command {
+        Command::Kv(_) => "`nimbus kv list STORE` lists a store's keys",
+        Command::Secret(_) => {
+            "`nimbus secret list APP` lists an app's secrets, `nimbus apps` the apps"
+        }
+        Command::Keys(_) => "`nimbus keys list` lists the access keys",
+        Command::Queue(_) => {
+            "`nimbus queue stats APP` lists an app's queues, `nimbus apps` the apps"
+        }
+        Command::Invocations(_) => {
+            "invocation records are kept 7 days; `nimbus invoke --async` prints new ids"
+        }
+        _ => "`nimbus apps` lists what is deployed",
+    }
+}
+
+fn hint(err: &anyhow::Error, lister: &'static str) -> Option<&'static str> {
     if err.downcast_ref::<Unreachable>().is_some() {
         return Some("is `nimbus up` running? Point at another server with --api or NIMBUS_API");
     }
@@ -70,7 +89,7 @@ fn hint(err: &anyhow::Error) -> Option<&'static str> {
                 Some("functions must be WebAssembly components exporting the wasi:http/proxy world")
             }
             "route_conflict" => Some("change the route, or delete the app that owns it"),
-            "not_found" => Some("`nimbus apps` lists what is deployed"),
+            "not_found" => Some(lister),
             _ => None,
         };
     }

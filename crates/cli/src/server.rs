@@ -20,6 +20,7 @@ use nimbus_gateway::{Gateway, GatewayConfig};
 use nimbus_logs::{LogDb, Logs, Retention};
 use nimbus_metering::{Meter, Metrics, PriceTable, UsageDb};
 use nimbus_scaling::KeepAlivePolicy;
+use nimbus_serve::ServeConfig;
 use nimbus_trace::{OtlpConfig, Tracer};
 use nimbus_triggers::changes::{ChangeRouter, ObservedKv, ObservedObjects};
 use tokio::net::TcpListener;
@@ -42,6 +43,11 @@ pub struct ServerConfig {
     pub s3_listen: SocketAddr,
     /// Replace the API token with a new one at start.
     pub reset_token: bool,
+    /// What the S3 API accepts: the region clients sign for, SigV2.
+    pub s3_auth: nimbus_objstore::guard::AuthPolicy,
+    /// Timeouts and connection caps of each listener (gateway, control API, S3). The caps
+    /// are fitted into the open-file limit at start (`nimbus_serve::fit_connection_caps`).
+    pub listeners: ServeConfig,
     /// Gateway limits and timeouts.
     pub gateway: GatewayConfig,
     /// Engine tunables (`--keep-alive`, `--cpu-slots-per-app`, …).
@@ -141,6 +147,34 @@ pub struct Running {
     tracer: Tracer,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
+    sweeper: JoinHandle<()>,
+}
+
+impl Running {
+    /// Removes the component blobs no version references, older than `grace` (the platform
+    /// does this itself every [`BLOB_SWEEP_EVERY`]).
+    pub async fn sweep_blobs(&self, grace: std::time::Duration) -> anyhow::Result<usize> {
+        Ok(self.platform.sweep_blobs(grace).await?)
+    }
+}
+
+/// How often unreferenced component blobs are looked for.
+pub const BLOB_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+/// How old an unreferenced blob must be to go: an upload is followed by its deploy within
+/// seconds, and a client that looks a blob up renews this period.
+pub const BLOB_GRACE: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// Sweeps blobs at start and then every [`BLOB_SWEEP_EVERY`].
+fn spawn_blob_sweeper(platform: Arc<Platform>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(BLOB_SWEEP_EVERY);
+        loop {
+            every.tick().await;
+            if let Err(e) = platform.sweep_blobs(BLOB_GRACE).await {
+                tracing::warn!(error = %e, "sweeping unreferenced blobs failed");
+            }
+        }
+    })
 }
 
 /// How long shutdown waits for running event invocations (queue, cron) to finish.
@@ -150,6 +184,7 @@ impl Running {
     /// Stops accepting, drains in-flight requests and waits for both servers to finish.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
+        self.sweeper.abort();
         self.platform.shutdown(EVENT_DRAIN).await;
         for task in self.tasks {
             task.await.context("server task panicked")??;
@@ -168,11 +203,32 @@ impl Running {
     }
 }
 
-/// Opens the data dir, restores every app and starts both servers.
+/// The listeners' settings with their connection caps fitted into the open-file limit, so
+/// that a flood on one listener cannot take the descriptors the others need.
+fn fit_listeners(wanted: &ServeConfig) -> ServeConfig {
+    let limit = nimbus_serve::open_file_limit();
+    let cap = nimbus_serve::fit_connection_caps(limit, LISTENERS, wanted.max_connections);
+    if cap < wanted.max_connections {
+        tracing::warn!(
+            wanted = wanted.max_connections,
+            cap,
+            open_file_limit = ?limit,
+            "connection cap per listener lowered to fit the open-file limit (raise `ulimit -n`)"
+        );
+    }
+    ServeConfig {
+        max_connections: cap,
+        ..wanted.clone()
+    }
+}
+
+/// Gateway, control API, S3 API.
+const LISTENERS: usize = 3;
+
+/// Opens the data dir, restores every app and starts the servers.
 pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let data = &config.data_dir;
-    std::fs::create_dir_all(data)
-        .with_context(|| format!("cannot create data dir {}", data.display()))?;
+    crate::data_dir::prepare(data)?;
     let store = StateStore::open(&data.join("state.redb"))
         .with_context(|| format!("cannot open state store in {}", data.display()))?;
     let new_token = if config.reset_token {
@@ -254,6 +310,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
     let api_addr = api_listener.local_addr()?;
     let s3_addr = s3_listener.local_addr()?;
 
+    let listeners = fit_listeners(&config.listeners);
+
     let triggers = nimbus_triggers::Triggers::new(Some(queues), Some(raw_kv), Some(router));
     let platform = Arc::new(Platform::new(
         engine,
@@ -263,6 +321,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         triggers,
     ));
     let restored = platform.restore().await?;
+    let sweeper = spawn_blob_sweeper(platform.clone());
 
     let (shutdown, watcher) = watch::channel(false);
     let signal = |mut rx: watch::Receiver<bool>| async move {
@@ -287,15 +346,17 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         logs: logs.clone(),
     });
     let tasks = vec![
-        tokio::spawn(gateway.serve(gateway_listener, signal(watcher.clone()))),
+        tokio::spawn(gateway.serve(gateway_listener, listeners.clone(), signal(watcher.clone()))),
         tokio::spawn(nimbus_objstore::server::serve(
             s3_listener,
-            objects.s3_service_over(object_store),
+            objects.s3_service_over(object_store, config.s3_auth.clone()),
+            listeners.clone(),
             signal(watcher.clone()),
         )),
         tokio::spawn(nimbus_control::api::serve(
             api_listener,
             state,
+            listeners,
             signal(watcher),
         )),
     ];
@@ -312,5 +373,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Running> {
         tracer,
         shutdown,
         tasks,
+        sweeper,
     })
 }

@@ -13,6 +13,7 @@ type Files = &'static [(&'static str, &'static str)];
 const JS: Files = &[
     ("nimbus.toml", include_str!("../templates/js/nimbus.toml")),
     ("package.json", include_str!("../templates/js/package.json")),
+    ("deps.mjs", include_str!("../templates/js/deps.mjs")),
     ("build.mjs", include_str!("../templates/js/build.mjs")),
     ("src/index.js", include_str!("../templates/js/src/index.js")),
     (".gitignore", include_str!("../templates/js/gitignore")),

@@ -112,15 +112,22 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` under the listener settings `config` until `shutdown`
+/// resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
     state: Shared,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    config: nimbus_serve::ServeConfig,
+    shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let router = router(state);
+    let connection = move |stream, _peer| {
+        (
+            stream,
+            hyper_util::service::TowerToHyperService::new(router.clone()),
+        )
+    };
+    nimbus_serve::serve("control API", listener, &config, connection, shutdown).await
 }
 
 async fn require_token(
@@ -132,11 +139,18 @@ async fn require_token(
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     match presented {
-        Some(token) if state.token.verify(token.trim()) => next.run(request).await,
+        Some(token) if state.token.verify(token) => next.run(request).await,
         _ => ControlError::Unauthorized.into_response(),
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 9110 §11.1), and one or more spaces may follow it.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ControlError> {
@@ -220,6 +234,18 @@ async fn rollback(
 
 #[cfg(test)]
 mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_auth_scheme_is_case_insensitive() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER  t0k ", "bEaReR t0k"] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value}");
+        }
+        assert_eq!(bearer_token("Basic t0k"), None);
+        assert_eq!(bearer_token("Bearert0k"), None);
+        assert_eq!(bearer_token("t0k"), None);
+    }
+
     /// Every route registered in this file is described in docs/openapi.yaml, and vice versa.
     #[test]
     fn openapi_describes_every_route() {

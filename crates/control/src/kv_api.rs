@@ -47,6 +47,20 @@ fn store_id(store: &str) -> Result<StoreId, ControlError> {
     Ok(StoreId::new(DEFAULT_TENANT, store))
 }
 
+/// A key addressed in the URL path. Keys with `.` or `..` segments are refused, raw or
+/// percent-encoded (the path is decoded before this): clients and proxies resolve such
+/// segments, so `/v1/kv/a/../b/k` would reach store `b` — the request could not mean what it
+/// says.
+fn path_key(key: &str) -> Result<&str, ControlError> {
+    if key.split('/').any(|part| part == "." || part == "..") {
+        return Err(ControlError::BadRequest(format!(
+            "key `{key}` has a `.` or `..` segment, which the REST API refuses: URL clients \
+             resolve them to another path"
+        )));
+    }
+    Ok(key)
+}
+
 fn backend(state: &ApiState) -> &Arc<dyn KvBackend> {
     &state.kv
 }
@@ -77,7 +91,8 @@ pub(crate) async fn get(
     Path((store, key)): Path<(String, String)>,
 ) -> Result<Response, ControlError> {
     let id = store_id(&store)?;
-    match backend(&state).get(&id, &key).await? {
+    let key = path_key(&key)?;
+    match backend(&state).get(&id, key).await? {
         Some(value) => {
             Ok(([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response())
         }
@@ -94,7 +109,8 @@ pub(crate) async fn put(
     body: Body,
 ) -> Result<StatusCode, ControlError> {
     let id = store_id(&store)?;
-    nimbus_kv::check(&key, None)?;
+    let key = path_key(&key)?;
+    nimbus_kv::check(key, None)?;
     let ttl = match params.ttl {
         Some(0) => {
             return Err(ControlError::BadRequest(
@@ -117,7 +133,7 @@ pub(crate) async fn put(
                 ControlError::BadRequest(format!("reading the request body: {inner}"))
             }
         })?;
-    backend(&state).set(&id, &key, value, ttl).await?;
+    backend(&state).set(&id, key, value, ttl).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -126,7 +142,8 @@ pub(crate) async fn delete(
     Path((store, key)): Path<(String, String)>,
 ) -> Result<StatusCode, ControlError> {
     let id = store_id(&store)?;
-    if backend(&state).delete(&id, &key).await? {
+    let key = path_key(&key)?;
+    if backend(&state).delete(&id, key).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ControlError::NotFound(format!(

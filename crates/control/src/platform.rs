@@ -285,6 +285,25 @@ impl Platform {
         Ok(())
     }
 
+    /// Removes the component blobs no stored version references (see
+    /// [`BlobStore::sweep`]) that are older than `grace`. Returns how many were removed.
+    pub async fn sweep_blobs(&self, grace: std::time::Duration) -> Result<usize, ControlError> {
+        // Under the deploy lock: a deploy's record is stored before the lock is released, so
+        // every blob a stored version names is in `keep`.
+        let _live = self.live.lock().await;
+        let keep: std::collections::HashSet<String> = self
+            .store
+            .list_apps(DEFAULT_TENANT)?
+            .into_iter()
+            .flat_map(|record| record.versions)
+            .flat_map(|version| version.components.into_values())
+            .collect();
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.sweep(&keep, grace))
+            .await
+            .map_err(|e| ControlError::Store(e.to_string()))?
+    }
+
     /// All apps.
     pub fn list(&self) -> Result<Vec<AppStatus>, ControlError> {
         let mut apps: Vec<AppStatus> = self

@@ -9,10 +9,6 @@ pub struct GatewayConfig {
     pub max_header_bytes: usize,
     /// Number of request headers accepted.
     pub max_headers: usize,
-    /// A client must send its complete request head within this time (slowloris defence).
-    pub header_read_timeout: Duration,
-    /// On shutdown, in-flight requests get this long to finish.
-    pub drain_timeout: Duration,
     /// After the gateway answers 429 on a connection, its next request waits this long before
     /// it is read (see `pause`; zero: never).
     pub rejection_pause: Duration,
@@ -25,8 +21,6 @@ impl Default for GatewayConfig {
         Self {
             max_header_bytes: 32 * 1024,
             max_headers: 100,
-            header_read_timeout: Duration::from_secs(10),
-            drain_timeout: Duration::from_secs(30),
             rejection_pause: Duration::from_millis(10),
             tracer: nimbus_trace::Tracer::off(),
         }

@@ -151,7 +151,7 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let Some(host) = request_host(&req) else {
-        // HTTP/1.0 without Host: wasi-http needs an authority for the incoming request.
+        // HTTP/1.1 without Host (HTTP/1.0 requests got one in `default_host`).
         let msg = "request has no Host header";
         return (error(StatusCode::BAD_REQUEST, msg, request_id), None);
     };
@@ -249,6 +249,19 @@ fn too_many(msg: &str, request_id: &str) -> Response<PermitBody> {
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     resp.extensions_mut().insert(TurnedAway);
     resp
+}
+
+/// Host became mandatory in HTTP/1.1; an HTTP/1.0 request without it is for this server.
+/// It gets the listener's own address as its Host, so it reaches the routes that name no
+/// host and the guest sees an authority (wasi-http needs one).
+pub(crate) fn default_host<B>(req: &mut Request<B>, local: std::net::SocketAddr) {
+    if req.version() == http::Version::HTTP_10
+        && req.uri().host().is_none()
+        && !req.headers().contains_key(header::HOST)
+        && let Ok(value) = HeaderValue::from_str(&local.to_string())
+    {
+        req.headers_mut().insert(header::HOST, value);
+    }
 }
 
 /// The Host header (or URI authority) without the port. Route hosts are DNS names, so an

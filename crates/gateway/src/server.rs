@@ -1,16 +1,14 @@
-//! The accept loop: HTTP/1.1 with keep-alive, header limits and timeouts, graceful shutdown.
+//! The gateway's listener: the shared accept loop (`nimbus_serve`) with the gateway's header
+//! limits and its pause after a 429 on each connection.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::config::GatewayConfig;
-use crate::handler::{Routes, TurnedAway, handle};
+use crate::handler::{Routes, TurnedAway, default_host, handle};
 use crate::pause::{Paused, Rejected};
 
 /// The HTTP ingress. Routes are swapped atomically on deploy; requests in flight keep the
@@ -39,43 +37,29 @@ impl Gateway {
         self.routes.load_full()
     }
 
-    /// Serves connections from `listener` until `shutdown` resolves, then stops accepting and
-    /// waits (up to the drain timeout) for in-flight requests to finish.
+    /// Serves connections from `listener` under the listener settings `serve` until
+    /// `shutdown` resolves, then stops accepting and waits (up to the drain timeout) for
+    /// in-flight requests to finish.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        mut serve: nimbus_serve::ServeConfig,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let graceful = GracefulShutdown::new();
-        let mut builder = http1::Builder::new();
-        builder
-            .keep_alive(true)
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.config.header_read_timeout)
-            // hyper's buffer bound is coarse (it can read past it); the handler checks the
-            // exact header size and answers 431.
-            .max_buf_size(self.config.max_header_bytes.max(8192) * 2)
-            .max_headers(self.config.max_headers);
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, _peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(err) => {
-                        // EMFILE and friends: log, back off briefly, keep serving.
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            // Small responses should leave at once, not wait for Nagle's algorithm.
-            let _ = stream.set_nodelay(true);
+        // hyper's buffer bound is coarse (it can read past it); the handler checks the exact
+        // header size and answers 431.
+        serve.max_buf_size = Some(self.config.max_header_bytes.max(8192) * 2);
+        serve.max_headers = Some(self.config.max_headers);
+        let pause = self.config.rejection_pause;
+        let connection = move |stream: nimbus_serve::Guarded<tokio::net::TcpStream>, _peer| {
+            let local = stream.get_ref().local_addr().ok();
             let gateway = self.clone();
             let rejected = Arc::new(Rejected::default());
-            let stream = Paused::new(stream, rejected.clone(), self.config.rejection_pause);
-            let service = hyper::service::service_fn(move |req| {
+            let stream = Paused::new(stream, rejected.clone(), pause);
+            let service = hyper::service::service_fn(move |mut req| {
+                if let Some(local) = local {
+                    default_host(&mut req, local);
+                }
                 let gateway = gateway.clone();
                 let rejected = rejected.clone();
                 async move {
@@ -87,21 +71,8 @@ impl Gateway {
                     Ok::<_, std::convert::Infallible>(response)
                 }
             });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(err) = conn.await {
-                    tracing::debug!(error = %err, "connection ended with an error");
-                }
-            });
-        }
-        drop(listener);
-        tokio::select! {
-            () = graceful.shutdown() => tracing::info!("gateway drained"),
-            () = tokio::time::sleep(self.config.drain_timeout) => {
-                tracing::warn!("drain timeout passed with requests still in flight");
-            }
-        }
-        Ok(())
+            (stream, service)
+        };
+        nimbus_serve::serve("gateway", listener, &serve, connection, shutdown).await
     }
 }

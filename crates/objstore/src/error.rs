@@ -6,9 +6,12 @@ pub enum ObjectError {
     /// The bucket name breaks S3's naming rules.
     #[error("invalid bucket name: {1}")]
     InvalidBucketName(String, String),
-    /// The key is empty, too long or not UTF-8.
+    /// The key is too long.
     #[error("invalid key: {0}")]
     InvalidKey(String),
+    /// The key is empty.
+    #[error("a key must be specified")]
+    EmptyKey,
     /// No such bucket (for this tenant).
     #[error("bucket `{0}` does not exist")]
     NoSuchBucket(String),

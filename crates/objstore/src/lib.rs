@@ -9,6 +9,9 @@
 //!   `wasi:blobstore` for functions) is written against.
 //! - [`fs`]: [`FsStore`], the embedded backend: atomic, checksummed, streamed.
 //! - [`s3`]: the `s3s::S3` implementation and error mapping; [`s3::KeyAuth`] for SigV4.
+//! - [`guard`]: the checks s3s leaves to the server (signature age, credential scope,
+//!   presigned-URL lifetime, SigV2), in front of it.
+//! - [`xml`]: keys in listings: `encoding-type=url`, and nothing XML 1.0 cannot carry.
 //! - [`keys`]: access keys Nimbus issues ([`KeyStore`]), one tenant each.
 //! - [`server`]: the S3 listener.
 //! - [`names`]: S3's naming rules.
@@ -16,11 +19,13 @@
 
 pub mod error;
 pub mod fs;
+pub mod guard;
 pub mod keys;
 pub mod names;
 pub mod s3;
 pub mod server;
 pub mod store;
+pub mod xml;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -50,18 +55,23 @@ impl ObjectService {
         })
     }
 
-    /// The S3 service (signature checks against the key store, AWS bucket-name rules).
-    pub fn s3_service(&self) -> s3s::service::S3Service {
-        self.s3_service_over(self.store.clone())
+    /// The S3 service (signature checks against the key store, AWS bucket-name rules)
+    /// under `policy`.
+    pub fn s3_service(&self, policy: guard::AuthPolicy) -> guard::GuardedS3 {
+        self.s3_service_over(self.store.clone(), policy)
     }
 
     /// The S3 service over `store` — this service's store behind a wrapper (e.g. one that
-    /// reports changes to triggers).
-    pub fn s3_service_over(&self, store: Arc<dyn ObjectStore>) -> s3s::service::S3Service {
+    /// reports changes to triggers) — under `policy`.
+    pub fn s3_service_over(
+        &self,
+        store: Arc<dyn ObjectStore>,
+        policy: guard::AuthPolicy,
+    ) -> guard::GuardedS3 {
         let api = s3::S3Api::new(store, self.keys.clone());
         let mut builder = s3s::service::S3ServiceBuilder::new(api);
         builder.set_auth(s3::KeyAuth(self.keys.clone()));
-        builder.build()
+        guard::GuardedS3::new(builder.build(), policy)
     }
 }
 

@@ -14,7 +14,10 @@ pub fn check_bucket_name(name: &str) -> Result<(), ObjectError> {
 
 /// Checks an object key: 1 to [`MAX_KEY_BYTES`] bytes.
 pub fn check_key(key: &str) -> Result<(), ObjectError> {
-    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+    if key.is_empty() {
+        return Err(ObjectError::EmptyKey);
+    }
+    if key.len() > MAX_KEY_BYTES {
         return Err(ObjectError::InvalidKey(format!(
             "keys are 1 to {MAX_KEY_BYTES} bytes (got {})",
             key.len()

@@ -25,6 +25,10 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use crate::ObjectError;
 use crate::keys::KeyStore;
 use crate::store::{ByteStream, ListQuery, ObjectInfo, ObjectMeta, ObjectStore};
+use crate::xml::{KeyEncoding, echo_key};
+
+/// Most keys one DeleteObjects request may name, as in S3.
+const MAX_DELETE_KEYS: usize = 1000;
 
 /// The S3 operations Nimbus serves.
 #[derive(Clone)]
@@ -65,6 +69,7 @@ fn s3(e: ObjectError) -> S3Error {
     let code = match &e {
         ObjectError::InvalidBucketName(..) => S3ErrorCode::InvalidBucketName,
         ObjectError::InvalidKey(_) => S3ErrorCode::KeyTooLongError,
+        ObjectError::EmptyKey => S3ErrorCode::UserKeyMustBeSpecified,
         ObjectError::NoSuchBucket(_) => S3ErrorCode::NoSuchBucket,
         ObjectError::BucketExists(_) => S3ErrorCode::BucketAlreadyOwnedByYou,
         ObjectError::BucketNotEmpty(_) => S3ErrorCode::BucketNotEmpty,
@@ -81,7 +86,7 @@ fn s3(e: ObjectError) -> S3Error {
             return internal(e);
         }
     };
-    S3Error::with_message(code, e.to_string())
+    S3Error::with_message(code, crate::xml::escaped(&e.to_string()).into_owned())
 }
 
 fn body_of(blob: Option<StreamingBlob>) -> ByteStream {
@@ -325,18 +330,27 @@ impl S3 for S3Api {
         let tenant = self.tenant(&req)?;
         let input = req.input;
         let quiet = input.delete.quiet.unwrap_or(false);
+        if input.delete.objects.len() > MAX_DELETE_KEYS {
+            return Err(S3Error::with_message(
+                S3ErrorCode::MalformedXML,
+                format!(
+                    "a DeleteObjects request names at most {MAX_DELETE_KEYS} keys (got {})",
+                    input.delete.objects.len()
+                ),
+            ));
+        }
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for object in input.delete.objects {
             match self.store.delete(&tenant, &input.bucket, &object.key).await {
                 Ok(_) => deleted.push(DeletedObject {
-                    key: Some(object.key),
+                    key: echo_key(object.key),
                     ..Default::default()
                 }),
                 Err(e) => {
                     let err = s3(e);
                     errors.push(dto::Error {
                         code: Some(err.code().as_str().to_owned()),
-                        key: Some(object.key),
+                        key: echo_key(object.key),
                         message: err.message().map(str::to_owned),
                         ..Default::default()
                     });
@@ -388,6 +402,7 @@ impl S3 for S3Api {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let tenant = self.tenant(&req)?;
         let input = req.input;
+        let encoding = KeyEncoding::requested(input.encoding_type.as_ref())?;
         let after = match (&input.continuation_token, &input.start_after) {
             (Some(token), _) => Some(decode_token(token)?),
             (None, Some(start)) => Some(format!("k{start}")),
@@ -413,34 +428,41 @@ impl S3 for S3Api {
                 .map_err(s3)?
         };
         let key_count = page.objects.len() + page.common_prefixes.len();
+        let contents = page
+            .objects
+            .into_iter()
+            .map(|o| {
+                Ok(Object {
+                    e_tag: Some(etag(&o.etag)),
+                    last_modified: Some(Timestamp::from(o.last_modified)),
+                    size: Some(i64::try_from(o.size).unwrap_or(i64::MAX)),
+                    key: Some(encoding.text("key", o.key)?),
+                    ..Default::default()
+                })
+            })
+            .collect::<S3Result<Vec<_>>>()?;
+        let common_prefixes = page
+            .common_prefixes
+            .into_iter()
+            .map(|p| {
+                Ok(CommonPrefix {
+                    prefix: Some(encoding.text("common prefix", p)?),
+                })
+            })
+            .collect::<S3Result<Vec<_>>>()?;
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
-            prefix: Some(prefix),
-            delimiter: input.delimiter,
+            prefix: Some(encoding.text("prefix", prefix)?),
+            delimiter: encoding.opt("delimiter", input.delimiter)?,
             max_keys: Some(max),
             key_count: Some(i32::try_from(key_count).unwrap_or(i32::MAX)),
             continuation_token: input.continuation_token,
-            start_after: input.start_after,
+            start_after: encoding.opt("start-after", input.start_after)?,
             is_truncated: Some(page.next.is_some()),
             next_continuation_token: page.next.as_deref().map(encode_token),
-            contents: Some(
-                page.objects
-                    .into_iter()
-                    .map(|o| Object {
-                        e_tag: Some(etag(&o.etag)),
-                        last_modified: Some(Timestamp::from(o.last_modified)),
-                        size: Some(i64::try_from(o.size).unwrap_or(i64::MAX)),
-                        key: Some(o.key),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            common_prefixes: (!page.common_prefixes.is_empty()).then(|| {
-                page.common_prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix { prefix: Some(p) })
-                    .collect()
-            }),
+            contents: Some(contents),
+            common_prefixes: (!common_prefixes.is_empty()).then_some(common_prefixes),
+            encoding_type: encoding.echo(),
             ..Default::default()
         }))
     }
@@ -459,7 +481,7 @@ impl S3 for S3Api {
             .map_err(s3)?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
-            key: Some(input.key),
+            key: echo_key(input.key),
             upload_id: Some(id),
             ..Default::default()
         }))
@@ -509,7 +531,7 @@ impl S3 for S3Api {
             .map(|p| i32::try_from(p.number).unwrap_or(i32::MAX));
         Ok(S3Response::new(ListPartsOutput {
             bucket: Some(input.bucket),
-            key: Some(input.key),
+            key: echo_key(input.key),
             upload_id: Some(input.upload_id),
             part_number_marker: Some(marker),
             max_parts: Some(i32::try_from(max).unwrap_or(1000)),
@@ -561,9 +583,9 @@ impl S3 for S3Api {
             .map_err(s3)?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
-            key: Some(input.key.clone()),
+            key: echo_key(input.key.clone()),
             e_tag: Some(etag(&info.etag)),
-            location: Some(format!("/{}/{}", input.bucket, input.key)),
+            location: echo_key(format!("/{}/{}", input.bucket, input.key)),
             ..Default::default()
         }))
     }

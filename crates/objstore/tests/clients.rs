@@ -35,6 +35,10 @@ struct Server {
 }
 
 async fn start() -> Server {
+    start_with(Default::default()).await
+}
+
+async fn start_with(policy: nimbus_objstore::guard::AuthPolicy) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let key = nimbus_secrets::MasterKey::from_hex(&"07".repeat(32)).unwrap();
     let service = ObjectService::open(dir.path(), nimbus_secrets::Sealer::new(&key)).unwrap();
@@ -44,7 +48,8 @@ async fn start() -> Server {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(nimbus_objstore::server::serve(
         listener,
-        service.s3_service(),
+        service.s3_service(policy),
+        Default::default(),
         async move {
             let _ = stopped.await;
         },
@@ -81,11 +86,59 @@ async fn boto3_walkthrough() {
     assert!(stdout.contains("boto3 walkthrough passed"), "{stdout}");
 }
 
+async fn run_script(script: &str, server: &Server, args: &[&str]) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let out = tokio::process::Command::new(venv().join("bin/python"))
+        .arg(&script)
+        .args([&server.endpoint, &server.access, &server.secret])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{} failed:\n{stdout}\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Control characters in keys, DeleteObjects limits, signature age, presigned-URL lifetime,
+/// SigV2 and the credential scope, as boto3 meets them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_meets_the_hardened_edges() {
+    let server = start().await;
+    let stdout = run_script("boto3_hardening.py", &server, &["strict"]).await;
+    assert!(stdout.contains("boto3 hardening passed"), "{stdout}");
+
+    let old_clients = start_with(nimbus_objstore::guard::AuthPolicy {
+        allow_sigv2: true,
+        ..Default::default()
+    })
+    .await;
+    let stdout = run_script("boto3_hardening.py", &old_clients, &["sigv2"]).await;
+    assert!(
+        stdout.contains("boto3 hardening (sigv2) passed"),
+        "{stdout}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_cli_copies_lists_and_range_gets() {
     let venv = venv();
     let server = start().await;
     let work = tempfile::tempdir().unwrap();
+    // The CLI presigns with SigV2 unless told otherwise, and Nimbus refuses SigV2 by default.
+    let cli_config = work.path().join("aws-config");
+    std::fs::write(
+        &cli_config,
+        "[default]\ns3 =\n    signature_version = s3v4\n",
+    )
+    .unwrap();
     let aws = |args: &[&str]| {
         let mut cmd = Command::new(venv.join("bin/aws"));
         cmd.arg("--endpoint-url")
@@ -94,7 +147,7 @@ async fn aws_cli_copies_lists_and_range_gets() {
             .env("AWS_ACCESS_KEY_ID", &server.access)
             .env("AWS_SECRET_ACCESS_KEY", &server.secret)
             .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_CONFIG_FILE", &cli_config)
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .env("AWS_EC2_METADATA_DISABLED", "true");
         cmd
@@ -144,6 +197,34 @@ async fn aws_cli_copies_lists_and_range_gets() {
     );
     let recursive = run(&["s3", "ls", "--recursive", "s3://cli-bucket"]).await;
     assert_eq!(recursive.lines().count(), 2, "{recursive}");
+
+    // A key with a control character: the CLI lists it (encoding-type=url) like any other.
+    let small = work.path().join("small.txt");
+    std::fs::write(&small, b"x").unwrap();
+    let odd = "ctl/\u{1}odd+key";
+    let args = [
+        "s3api",
+        "put-object",
+        "--bucket",
+        "cli-bucket",
+        "--key",
+        odd,
+        "--body",
+    ];
+    run(&[&args[..], &[small.to_str().unwrap()]].concat()).await;
+    let listing = run(&["s3", "ls", "s3://cli-bucket/ctl/"]).await;
+    assert!(listing.contains("\u{1}odd+key"), "{listing:?}");
+    let recursive = run(&["s3", "ls", "--recursive", "s3://cli-bucket"]).await;
+    assert_eq!(recursive.lines().count(), 3, "{recursive}");
+    run(&[
+        "s3api",
+        "delete-object",
+        "--bucket",
+        "cli-bucket",
+        "--key",
+        odd,
+    ])
+    .await;
 
     let back = work.path().join("back.bin");
     run(&[

@@ -4,7 +4,7 @@ use nimbus_control::types::InvocationAccepted;
 use nimbus_triggers::invoke::InvocationRecord;
 use reqwest::Method;
 
-use super::{ApiClient, encode_segment};
+use super::{ApiClient, segment};
 
 /// What `invoke_async` sends besides the payload.
 #[derive(Debug, Default)]
@@ -30,8 +30,8 @@ impl ApiClient {
     ) -> anyhow::Result<InvocationAccepted> {
         let url = format!(
             "/v1/apps/{}/functions/{}/invocations",
-            encode_segment(app),
-            encode_segment(function)
+            segment(app)?,
+            segment(function)?
         );
         let mut builder = self.request(Method::POST, &url).body(body);
         if let Some(ct) = options.content_type {
@@ -52,7 +52,7 @@ impl ApiClient {
 
     /// `GET /v1/invocations/{id}`.
     pub async fn invocation(&self, id: &str) -> anyhow::Result<InvocationRecord> {
-        let path = format!("/v1/invocations/{}", encode_segment(id));
+        let path = format!("/v1/invocations/{}", segment(id)?);
         self.json(self.request(Method::GET, &path)).await
     }
 }

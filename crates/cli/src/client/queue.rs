@@ -5,14 +5,14 @@ use nimbus_control::types::{
 };
 use reqwest::Method;
 
-use super::{ApiClient, encode_segment};
+use super::{ApiClient, segment};
 
-fn queue_path(app: &str, queue: &str, rest: &str) -> String {
-    format!(
+fn queue_path(app: &str, queue: &str, rest: &str) -> anyhow::Result<String> {
+    Ok(format!(
         "/v1/apps/{}/queues/{}{rest}",
-        encode_segment(app),
-        encode_segment(queue)
-    )
+        segment(app)?,
+        segment(queue)?
+    ))
 }
 
 impl ApiClient {
@@ -26,7 +26,7 @@ impl ApiClient {
         delay_ms: Option<u64>,
     ) -> anyhow::Result<SentMessage> {
         let mut builder = self
-            .request(Method::POST, &queue_path(app, queue, "/messages"))
+            .request(Method::POST, &queue_path(app, queue, "/messages")?)
             .body(body);
         if let Some(ct) = content_type {
             builder = builder.header(reqwest::header::CONTENT_TYPE, ct);
@@ -45,20 +45,20 @@ impl ApiClient {
         limit: usize,
     ) -> anyhow::Result<Vec<PeekedMessage>> {
         let builder = self
-            .request(Method::GET, &queue_path(app, queue, "/messages"))
+            .request(Method::GET, &queue_path(app, queue, "/messages")?)
             .query(&[("limit", limit)]);
         self.json(builder).await
     }
 
     /// `GET /v1/apps/{app}/queues/{queue}`.
     pub async fn queue_info(&self, app: &str, queue: &str) -> anyhow::Result<QueueInfo> {
-        self.json(self.request(Method::GET, &queue_path(app, queue, "")))
+        self.json(self.request(Method::GET, &queue_path(app, queue, "")?))
             .await
     }
 
     /// `GET /v1/apps/{app}/queues`.
     pub async fn queue_list(&self, app: &str) -> anyhow::Result<Vec<QueueInfo>> {
-        let path = format!("/v1/apps/{}/queues", encode_segment(app));
+        let path = format!("/v1/apps/{}/queues", segment(app)?);
         self.json(self.request(Method::GET, &path)).await
     }
 
@@ -70,7 +70,7 @@ impl ApiClient {
         request: &RedriveRequest,
     ) -> anyhow::Result<RedriveResponse> {
         let builder = self
-            .request(Method::POST, &queue_path(app, queue, "/redrive"))
+            .request(Method::POST, &queue_path(app, queue, "/redrive")?)
             .json(request);
         self.json(builder).await
     }

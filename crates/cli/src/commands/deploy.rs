@@ -2,9 +2,9 @@
 //! component is never uploaded twice), deploy, print the URLs.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use futures::TryStreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use nimbus_control::types::{DeployRequest, DeployResponse};
@@ -62,10 +62,10 @@ pub async fn deploy_dir(
     let mut components = BTreeMap::new();
     let mut uploaded: BTreeMap<String, String> = BTreeMap::new();
     for function in &app.functions {
-        let path = dir.join(&function.component);
+        let path = component_path(dir, &function.name, &function.component)?;
         let digest = digest_file(&path).await.with_context(|| {
             format!(
-                "function `{}`: cannot read component {} (build it first, or check `component` in nimbus.toml)",
+                "function `{}`: cannot read component {}",
                 function.name,
                 path.display()
             )
@@ -83,6 +83,32 @@ pub async fn deploy_dir(
             components,
         })
         .await
+}
+
+/// The component's real path, which must lie inside the app directory. The manifest's check
+/// reads only the path's text; a symlink (`dist/app.wasm -> ~/.ssh/id_ed25519`) could
+/// otherwise point anywhere and have that file uploaded.
+fn component_path(dir: &Path, function: &str, component: &str) -> anyhow::Result<PathBuf> {
+    let root = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the app directory {}", dir.display()))?;
+    let joined = dir.join(component);
+    let real = joined.canonicalize().with_context(|| {
+        format!(
+            "function `{function}`: cannot read component {} (build it first, or check `component` in nimbus.toml)",
+            joined.display()
+        )
+    })?;
+    if !real.starts_with(&root) {
+        bail!(
+            "function `{function}`: component {} resolves to {}, outside the app directory {} \
+             (a symlink?); components must be inside the directory of nimbus.toml",
+            joined.display(),
+            real.display(),
+            root.display()
+        );
+    }
+    Ok(real)
 }
 
 async fn digest_file(path: &Path) -> anyhow::Result<String> {

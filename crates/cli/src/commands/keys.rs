@@ -32,6 +32,10 @@ pub async fn run(args: KeysArgs, json: bool) -> anyhow::Result<()> {
                 println!("  export AWS_ACCESS_KEY_ID={}", key.access_key_id);
                 println!("  export AWS_SECRET_ACCESS_KEY=<the secret above>");
                 println!("  aws --endpoint-url {endpoint} s3 ls");
+                println!(
+                    "Presigned URLs must be SigV4: `aws configure set default.s3.signature_version s3v4`,"
+                );
+                println!("  in boto3 Config(signature_version=\"s3v4\").");
             }
         }
         KeysCommand::List => {

@@ -12,6 +12,9 @@ use crate::server::{self, EngineTuning, KvSetting, QueueSetting, ServerConfig};
 
 /// `nimbus up`.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    // Every connection is a file descriptor: take what the hard limit allows before the
+    // listeners' caps are fitted into it.
+    nimbus_serve::raise_open_file_limit();
     let file = match &args.config {
         Some(path) => ServerFile::read(path)?,
         None => ServerFile::default(),
@@ -34,6 +37,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             None => DEFAULT_S3_LISTEN.parse()?,
         },
         reset_token: args.reset_token,
+        s3_auth: nimbus_objstore::guard::AuthPolicy {
+            region: args
+                .s3_region
+                .unwrap_or_else(|| nimbus_objstore::guard::AuthPolicy::default().region),
+            allow_sigv2: args.s3_allow_sigv2,
+        },
+        listeners: {
+            let mut listeners = nimbus_serve::ServeConfig::default();
+            if let Some(ms) = args.header_read_timeout_ms {
+                listeners.header_read_timeout = std::time::Duration::from_millis(u64::from(ms));
+            }
+            if let Some(ms) = args.idle_timeout_ms {
+                listeners.idle_timeout = std::time::Duration::from_millis(u64::from(ms));
+            }
+            if let Some(n) = args.max_connections {
+                listeners.max_connections = n as usize;
+            }
+            listeners.max_connections_per_client =
+                args.max_connections_per_client.map(|n| n as usize);
+            listeners.trusted_proxies = args.trusted_proxies.unwrap_or_default();
+            listeners
+        },
         gateway: {
             let mut gateway = nimbus_gateway::GatewayConfig::default();
             if let Some(ms) = args.rejection_pause_ms {

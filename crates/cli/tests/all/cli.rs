@@ -12,6 +12,8 @@ pub(crate) struct Up {
     pub(crate) config: tempfile::TempDir,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// The open-file limit (soft and hard) the server runs under, if the test sets one.
+    nofile: Option<u32>,
 }
 
 impl Drop for Up {
@@ -28,6 +30,15 @@ impl Up {
 
     /// `nimbus up` on `data` with extra environment variables.
     pub(crate) fn start_env(data: &Path, envs: &[(&str, &str)]) -> Self {
+        Self::start_full(data, envs, &[], None)
+    }
+
+    /// `nimbus up` on `data` with extra flags, under an open-file limit of `nofile`.
+    pub(crate) fn start_limited(data: &Path, flags: &[&str], nofile: u32) -> Self {
+        Self::start_full(data, &[], flags, Some(nofile))
+    }
+
+    fn start_full(data: &Path, envs: &[(&str, &str)], flags: &[&str], nofile: Option<u32>) -> Self {
         let mut args: Vec<String> = [
             "up",
             "--listen",
@@ -41,28 +52,45 @@ impl Up {
         .collect();
         args.extend(["127.0.0.1:0".into(), "--data-dir".into()]);
         args.push(data.to_str().unwrap().to_owned());
+        args.extend(flags.iter().map(|f| f.to_string()));
         let envs: Vec<(String, String)> = envs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Self::start_with(&args, envs)
+        Self::start_with(&args, envs, nofile)
     }
 
-    fn start_with(args: &[String], envs: Vec<(String, String)>) -> Self {
+    fn start_with(args: &[String], envs: Vec<(String, String)>, nofile: Option<u32>) -> Self {
         let config = tempfile::tempdir().unwrap();
-        let child = Self::spawn(args, config.path(), &envs);
+        let child = Self::spawn(args, config.path(), &envs, nofile);
         let up = Self {
             child,
             config,
             args: args.to_vec(),
             envs,
+            nofile,
         };
         up.wait_ready();
         up
     }
 
-    fn spawn(args: &[String], config: &Path, envs: &[(String, String)]) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_nimbus"))
+    fn spawn(
+        args: &[String],
+        config: &Path,
+        envs: &[(String, String)],
+        nofile: Option<u32>,
+    ) -> Child {
+        let mut command = match nofile {
+            // `exec` keeps the server the child (so kill() reaches it) under the new limit.
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
+                    .arg(env!("CARGO_BIN_EXE_nimbus"));
+                sh
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_nimbus")),
+        };
+        command
             .args(args)
             .envs(envs.iter().map(|(k, v)| (k, v)))
             .env("NIMBUS_CONFIG", config.join("config.json"))
@@ -90,7 +118,7 @@ impl Up {
     pub(crate) fn kill_9_and_restart(&mut self) {
         self.child.kill().unwrap(); // SIGKILL on Unix
         self.child.wait().unwrap();
-        self.child = Self::spawn(&self.args, self.config.path(), &self.envs);
+        self.child = Self::spawn(&self.args, self.config.path(), &self.envs, self.nofile);
         self.wait_ready();
     }
 
@@ -217,6 +245,20 @@ fn client_errors_are_one_line_with_a_hint_and_a_nonzero_exit() {
         stderr.contains("nimbus.toml:8:1") && stderr.contains("timeout"),
         "{stderr}"
     );
+
+    // Something missing: the hint names the command that lists that kind of thing.
+    for (args, hint) in [
+        (&["keys", "rm", "NOPE"][..], "nimbus keys list"),
+        (&["delete", "nope"][..], "nimbus apps"),
+    ] {
+        let out = up.nimbus(args);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("hint: `{hint}")),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 #[test]
@@ -228,11 +270,15 @@ fn nimbus_new_templates_build_deploy_and_serve() {
     for (lang, name) in [("js", "jsapp"), ("python", "pyapp")] {
         up.ok(&["new", name, "--lang", lang, "--dir", parent]);
         let dir = projects.path().join(name);
-        let deployed = up.ok(&["deploy", dir.to_str().unwrap()]);
-        assert!(
-            deployed.contains(&format!("deployed {name} version 1")),
-            "{deployed}"
-        );
+        // Deploying again, unchanged, runs the template's build again: it must work every
+        // time (npm 11 once pruned a dependency on the second install).
+        for version in 1..=2 {
+            let deployed = up.ok(&["deploy", dir.to_str().unwrap()]);
+            assert!(
+                deployed.contains(&format!("deployed {name} version {version}")),
+                "{deployed}"
+            );
+        }
         let path = format!("/{name}/x");
         let body: serde_json::Value =
             serde_json::from_str(&up.ok(&["invoke", name, "--path", &path])).unwrap();
@@ -267,6 +313,7 @@ fn up_reads_its_settings_from_a_config_file() {
             file.to_str().unwrap().into(),
         ],
         Vec::new(),
+        None,
     );
     assert!(up.ok(&["apps"]).contains("no apps deployed"));
     assert!(data.join("state.redb").exists());

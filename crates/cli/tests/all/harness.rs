@@ -148,6 +148,8 @@ impl Nimbus {
             api_listen: "127.0.0.1:0".parse().unwrap(),
             s3_listen: "127.0.0.1:0".parse().unwrap(),
             reset_token: false,
+            listeners: Default::default(),
+            s3_auth: Default::default(),
             gateway: GatewayConfig::default(),
             engine: Default::default(),
             prices: Default::default(),

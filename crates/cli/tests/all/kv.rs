@@ -174,6 +174,77 @@ async fn rest_api_reads_writes_lists_and_expires_keys() {
     nimbus.stop().await;
 }
 
+/// Sends `request` as written (no client normalises its path) and returns the status line
+/// and body.
+async fn raw(addr: std::net::SocketAddr, request: String) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    conn.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_cannot_reach_another_store_through_dot_segments() {
+    let nimbus = Nimbus::start().await;
+    nimbus
+        .api
+        .kv_set("victim", "k", b"original".to_vec(), None)
+        .await
+        .unwrap();
+
+    // The client refuses to send what a URL library would resolve elsewhere.
+    for key in ["../victim/k", "./k", "..", ".", "a/../../victim/k"] {
+        let err = nimbus
+            .api
+            .kv_set("attacker", key, b"x".to_vec(), None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`.` and `..`"), "{key}: {err}");
+    }
+    // The server refuses them however they arrive: raw, or percent-encoded.
+    let addr = nimbus.running().api_addr;
+    for path in [
+        "attacker/../victim/k",
+        "attacker/%2E%2E/victim/k",
+        "attacker/%2e%2e%2Fvictim%2Fk",
+        "attacker/./k",
+        "attacker/a/%2e/k",
+    ] {
+        let request = format!(
+            "PUT /v1/kv/{path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Length: 1\r\nConnection: close\r\n\r\nx",
+            nimbus.token
+        );
+        let (status, body) = raw(addr, request).await;
+        assert!(status.contains(" 400 "), "{path}: {status} {body}");
+        assert!(body.contains("`.` or `..` segment"), "{path}: {body}");
+    }
+    assert_eq!(
+        nimbus.api.kv_get("victim", "k").await.unwrap().unwrap(),
+        "original"
+    );
+
+    // Keys with `/`, `%` and dots inside a segment travel intact.
+    for key in ["x/y", "100%/a b", "v1.2/..x/.y", "a//b"] {
+        nimbus
+            .api
+            .kv_set("attacker", key, key.as_bytes().to_vec(), None)
+            .await
+            .unwrap();
+        let value = nimbus.api.kv_get("attacker", key).await.unwrap().unwrap();
+        assert_eq!(value, key.as_bytes(), "{key}");
+    }
+    let listed = nimbus.api.kv_list("attacker", "", None, 100).await.unwrap();
+    assert_eq!(listed.keys, ["100%/a b", "a//b", "v1.2/..x/.y", "x/y"]);
+    nimbus.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_api_rejects_bad_input_with_clear_errors() {
     let nimbus = Nimbus::start().await;
@@ -244,6 +315,14 @@ async fn rest_api_rejects_bad_input_with_clear_errors() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
+    // The auth scheme is case-insensitive.
+    let resp = http
+        .get(format!("{base}/v1/kv/s/big"))
+        .header("authorization", format!("bearer {}", nimbus.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
     nimbus.stop().await;
 }
 

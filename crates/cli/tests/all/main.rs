@@ -18,6 +18,7 @@ mod examples;
 mod fairness;
 mod gateway;
 mod guests;
+mod hardening;
 mod harness;
 mod hostile;
 mod invoke_async;

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 endpoint, access, secret = sys.argv[1:4]
 s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access, aws_secret_access_key=secret,
-                  region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+                  region_name="us-east-1", config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
 s3.create_bucket(Bucket="partial")
 url = urlsplit(s3.generate_presigned_url("put_object", Params={"Bucket": "partial", "Key": "half.bin"}, ExpiresIn=60))
 sock = socket.create_connection((url.hostname, url.port))
