@@ -43,7 +43,7 @@ import json, sys, boto3
 from botocore.config import Config
 endpoint, access, secret = sys.argv[1:4]
 s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=access, aws_secret_access_key=secret,
-                  region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+                  region_name="us-east-1", config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
 out = []
 for method, bucket, obj in json.load(sys.stdin):
     if method == "create":

@@ -27,7 +27,6 @@ impl From<LogError> for ControlError {
 
 /// `GET /v1/logs` parameters.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LogParams {
     /// Only this app.
     pub app: Option<String>,

@@ -36,7 +36,6 @@ impl From<MeteringError> for ControlError {
 
 /// `GET /v1/usage` parameters.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct UsageParams {
     /// Start: a duration back from now (`24h`, `7d`) or ms since the epoch (default `24h`).
     pub since: Option<String>,
@@ -54,7 +53,6 @@ pub struct UsageParams {
 
 /// `GET /v1/usage/records` parameters.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RecordParams {
     /// Start (default `1h`).
     pub since: Option<String>,

@@ -315,6 +315,35 @@ async fn rest_api_rejects_bad_input_with_clear_errors() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
+    // Whatever is wrong, the error is the documented JSON body: a query value that does not
+    // parse, an unknown path, a method a path does not have. Unknown parameters are ignored.
+    for (method, path, status, code) in [
+        ("GET", "/v1/kv/s?limit=abc", 400, "bad_request"),
+        ("GET", "/v1/kv/s?limit=-1", 400, "bad_request"),
+        ("GET", "/v1/logs?limit=many", 400, "bad_request"),
+        ("GET", "/v1/nothing/here", 404, "not_found"),
+        ("POST", "/v1/kv/s/k", 405, "method_not_allowed"),
+    ] {
+        let resp = http
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .bearer_auth(&nimbus.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{method} {path}: {body}");
+    }
+    for path in ["/v1/kv/s?limit=5&colour=blue", "/v1/usage?colour=blue"] {
+        let resp = http
+            .get(format!("{base}{path}"))
+            .bearer_auth(&nimbus.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+
     // The auth scheme is case-insensitive.
     let resp = http
         .get(format!("{base}/v1/kv/s/big"))
