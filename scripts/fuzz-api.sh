@@ -8,10 +8,11 @@
 # Environment (all optional):
 #   NIMBUS_BIN           server binary [default: target/release/nimbus if present, else target/debug/nimbus]
 #   NIMBUS_OPENAPI       the spec to fuzz [default: docs/openapi.yaml]
-#   FUZZ_MAX_EXAMPLES    test cases per operation and phase [default: 50]
+#   FUZZ_MAX_EXAMPLES    test cases per operation and phase [default: 100]
 #   FUZZ_SEED            hypothesis seed, for reproducible runs [default: 1]
 #   FUZZ_WORKERS         concurrent schemathesis workers [default: 1, see below]
 #   FUZZ_CHECKS          schemathesis checks [default: the five conformance checks below]
+#   FUZZ_TIMEOUT         seconds before the schemathesis run is killed [default: 900]
 #   FUZZ_REPORT_DIR      if set, keep JUnit + NDJSON reports and the server log there
 #
 # schemathesis lives in a venv at ${XDG_CACHE_HOME:-~/.cache}/nimbus/schemathesis, installed on
@@ -25,7 +26,7 @@ cd "$root"
 SCHEMATHESIS_SERIES="4.32" # CLI flags differ between 3.x and 4.x: keep the series pinned
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/nimbus/schemathesis"
 spec="${NIMBUS_OPENAPI:-docs/openapi.yaml}"
-max_examples="${FUZZ_MAX_EXAMPLES:-50}"
+max_examples="${FUZZ_MAX_EXAMPLES:-100}"
 seed="${FUZZ_SEED:-1}"
 workers="${FUZZ_WORKERS:-1}"
 checks="${FUZZ_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance}"
@@ -93,8 +94,10 @@ trap 'exit 143' TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 api_port="$(free_port)"
 mkdir -m 700 "$tmp/data"
-say "binary: $bin ($bin_why)"
+bin_built="$(date -u -r "$bin" '+%Y-%m-%d %H:%M:%S UTC')"
+say "binary: $bin ($bin_why, built $bin_built)"
 say "spec: $spec"
+say "work tree: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
 say "machine: nproc=$(nproc), kernel $(uname -r), $(uname -m)"
 say "starting nimbus up (data dir $tmp/data, control API 127.0.0.1:$api_port)"
 NIMBUS_CONFIG="$tmp/config.json" "$bin" up --data-dir "$tmp/data" \
@@ -120,10 +123,13 @@ api="${api%/}"
 say "server ready at $api (pid $server_pid)"
 
 # --- the run -----------------------------------------------------------------------------------
+# The token goes in through the config file and the environment, not argv (where ps shows it).
 # GET /v1/logs?follow=true is an NDJSON stream that never ends (by design): schemathesis reads only
 # text/event-stream incrementally, so such a request can only time out. Pin follow=false there;
 # everything else about the operation is still fuzzed.
 cat >"$tmp/schemathesis.toml" <<'EOF'
+headers = { Authorization = "Bearer ${NIMBUS_FUZZ_TOKEN}" }
+
 [[operations]]
 include-path = "/v1/logs"
 include-method = "GET"
@@ -132,11 +138,10 @@ EOF
 # Run from the temp dir: schemathesis and hypothesis write their state into the working directory.
 # One worker: with several, hypothesis calls ast.parse from concurrent threads, which CPython 3.11
 # does not survive ("SystemError: AST constructor recursion depth mismatch", a runtime error that
-# fails the run); the whole run is about a minute on 2 cores anyway.
+# fails the run); the whole run takes well under a minute on 2 cores anyway (100 examples: ~25 s).
 # --continue-on-failure: report every distinct failure of an operation, not only its first.
 cmd=("$venv/bin/st" --config-file "$tmp/schemathesis.toml" run "$spec"
   --url "$api"
-  --header "Authorization: Bearer $token"
   --checks "$checks"
   --mode all
   --max-examples "$max_examples"
@@ -152,12 +157,14 @@ report_dir="${FUZZ_REPORT_DIR:-$tmp/report}"
 case "$report_dir" in /*) ;; *) report_dir="$root/$report_dir" ;; esac
 cmd+=(--report junit,ndjson --report-dir "$report_dir")
 
-shown="${cmd[*]}"
-say "command: ${shown//$token/\$NIMBUS_TOKEN}"
+say "command: ${cmd[*]}"
+sed 's/^/fuzz-api:   schemathesis.toml| /' "$tmp/schemathesis.toml"
 echo
 start=$(date +%s)
 set +e
-(cd "$tmp" && "${cmd[@]}" 2>&1) | sed -e "s/$token/\$NIMBUS_TOKEN/g" | tee "$tmp/st.log"
+# A hard stop, in case the server stops answering without closing connections (exit 124).
+# --foreground keeps schemathesis in this process group, so that Ctrl-C reaches it.
+(cd "$tmp" && NIMBUS_FUZZ_TOKEN="$token" timeout --foreground -k 10 "${FUZZ_TIMEOUT:-900}" "${cmd[@]}" 2>&1) | sed -e "s/$token/\$NIMBUS_TOKEN/g" | tee "$tmp/st.log"
 rc=${PIPESTATUS[0]}
 set -e
 elapsed=$(( $(date +%s) - start ))
@@ -168,13 +175,39 @@ echo
 say "summary"
 say "  schemathesis $v, seed $seed, max examples $max_examples per operation and phase, $workers workers"
 say "  machine: nproc=$(nproc), kernel $(uname -r)"
-say "  binary: $bin ($bin_why)"
+say "  binary: $bin ($bin_why, built $bin_built)"
 say "  spec: $spec"
 say "  wall time: ${elapsed}s"
 say "  server panics logged: $panics"
-grep -E '^(API Operations|Test Phases|Test cases|Test Phases|Failures|Errors|Warnings|Seed):? ' "$tmp/st.log" \
-  | sed 's/^/fuzz-api:   /' || true
-grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$tmp/st.log" | tail -n 1 | sed 's/^/fuzz-api:   /' || true
+# schemathesis's own totals: the Failures/Errors blocks of its SUMMARY, the test-case count, the last line.
+awk '/^=+ SUMMARY =+$/ {on=1; next} on && /^(Failures|Errors|Test cases):$/ {show=1} on && /^(Warnings|Reports|Seed):/ {show=0}
+     on && show && NF {print} on && /^=+ .* in [0-9.]+s =+$/ {print}' "$tmp/st.log" | sed 's/^/fuzz-api:   /' || true
+# Every failed check, deduplicated by operation, check, status and content type, from the NDJSON report.
+"$venv/bin/python" - "$report_dir" <<'EOF' || true
+import base64, glob, json, os, sys
+files = sorted(glob.glob(os.path.join(sys.argv[1], "ndjson-*.ndjson")), key=os.path.getmtime)
+seen = {}
+for line in open(files[-1]) if files else []:
+    event = json.loads(line)
+    scenario = event.get("ScenarioFinished") or {}
+    recorder = scenario.get("recorder") or {}
+    for case_id, checks in (recorder.get("checks") or {}).items():
+        for check in checks:
+            if check.get("status") != "failure":
+                continue
+            failure = (check.get("failure_info") or {}).get("failure") or {}
+            response = (recorder.get("interactions") or {}).get(case_id, {}).get("response") or {}
+            content_type = (response.get("headers", {}).get("content-type") or ["-"])[0]
+            key = (failure.get("operation") or recorder.get("label"), failure.get("code") or "", check["name"],
+                   str(response.get("status_code", "no response")), content_type)
+            if key not in seen:
+                body = base64.b64decode((response.get("content") or {}).get("$base64") or "").decode("utf-8", "replace")
+                seen[key] = [0, " ".join(body.split())[:120]]
+            seen[key][0] += 1
+print(f"fuzz-api:   distinct failures: {len(seen)}")
+for (op, code, check, status, ctype), (count, body) in sorted(seen.items()):
+    print(f"fuzz-api:     {op}: {code} {check}, got {status} {ctype} (x{count}){': ' + body if body else ''}")
+EOF
 if [ -n "${FUZZ_REPORT_DIR:-}" ]; then say "  reports: $report_dir"; fi
 if [ "$rc" -eq 0 ] && [ "$panics" -eq 0 ]; then
   say "PASS: no 5xx and no response outside the spec"
