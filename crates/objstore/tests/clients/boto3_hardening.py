@@ -19,7 +19,8 @@ from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError
+
+from s3check import check, error_code
 
 endpoint, access, secret, mode = sys.argv[1:5]
 
@@ -34,21 +35,6 @@ def client(region="us-east-1", **config):
         config=Config(**{"signature_version": "s3v4", "s3": {"addressing_style": "path"},
                          "retries": {"max_attempts": 1}, **config}),
     )
-
-
-def check(cond, what):
-    if not cond:
-        print(f"FAILED: {what}", file=sys.stderr)
-        sys.exit(1)
-    print(f"ok: {what}")
-
-
-def error_code(fn):
-    try:
-        fn()
-    except ClientError as e:
-        return e.response["Error"]["Code"]
-    return None
 
 
 def fetch(url, method="GET", headers=None):

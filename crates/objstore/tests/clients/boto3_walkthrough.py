@@ -11,7 +11,8 @@ import urllib.request
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import ClientError
+
+from s3check import check, error_code
 
 endpoint, access, secret, work = sys.argv[1:5]
 s3 = boto3.client(
@@ -23,21 +24,6 @@ s3 = boto3.client(
     # SigV4 for presigned URLs too: Nimbus refuses SigV2 unless told otherwise.
     config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
 )
-
-
-def check(cond, what):
-    if not cond:
-        print(f"FAILED: {what}", file=sys.stderr)
-        sys.exit(1)
-    print(f"ok: {what}")
-
-
-def error_code(fn):
-    try:
-        fn()
-    except ClientError as e:
-        return e.response["Error"]["Code"]
-    return None
 
 
 s3.create_bucket(Bucket="uploads")
