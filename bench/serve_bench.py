@@ -6,6 +6,7 @@ For each guest (minimal C, JS, Python hello) it serves the same component with N
 percentiles side by side, plus cold-start numbers. Usage (from the repository root):
 
     python3 bench/serve_bench.py [--duration 10] [--connections 16] [--only c,js,py]
+    python3 bench/serve_bench.py --baseline OLD/nimbus --rounds 3 --no-anchor   # A/B two builds
 
 Builds what it needs: Nimbus (release), native-hello (release), the guests, and wasmtime-cli
 48.0.8 into ~/.cache/nimbus-bench (about 8 minutes, once). Needs wrk (Debian package).
@@ -134,7 +135,8 @@ def wrk(url, duration, connections, threads=1, headers=(), script=None):
 class Nimbus:
     """A `nimbus up` process on free ports with its own data dir and client config."""
 
-    def __init__(self, data_dir=None, extra_args=()):
+    def __init__(self, data_dir=None, extra_args=(), binary=None):
+        self.binary = binary or NIMBUS
         self.data = data_dir or tempfile.mkdtemp(prefix="nimbus-bench-")
         self.extra_args = list(extra_args)
         self.port, self.api_port = free_port(), free_port()
@@ -144,7 +146,7 @@ class Nimbus:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [NIMBUS, "up", "--data-dir", self.data, "--listen", f"127.0.0.1:{self.port}",
+            [self.binary, "up", "--data-dir", self.data, "--listen", f"127.0.0.1:{self.port}",
              "--api-listen", f"127.0.0.1:{self.api_port}", *self.extra_args],
             env=self.env, stdout=subprocess.DEVNULL)
         wait_http(f"http://127.0.0.1:{self.api_port}/v1/health")
@@ -161,7 +163,7 @@ class Nimbus:
         with open(os.path.join(app, "nimbus.toml"), "w") as f:
             f.write(f'[app]\nname = "bench"\n\n[[function]]\nname = "f"\ncomponent = "f.wasm"\n'
                     f'routes = ["{route}"]\nmax_concurrency = 1000\n{extra}\n')
-        out = subprocess.run([NIMBUS, "deploy", "--no-build", "--json", app], env=self.env,
+        out = subprocess.run([self.binary, "deploy", "--no-build", "--json", app], env=self.env,
                              check=True, capture_output=True, text=True).stdout
         return json.loads(out)
 
@@ -196,14 +198,48 @@ def first_request_ms(url):
     return (time.perf_counter() - start) * 1000
 
 
+def measure_nimbus(binary, component, route, args):
+    """wrk against `binary` serving `component`, then its cold-start numbers: (wrk result,
+    (compile ms, deploy → first ms, first ms, first after restart ms, second after restart ms,
+    redeploy cache hit))."""
+    nimbus = Nimbus(binary=binary).start()
+    try:
+        t0 = time.perf_counter()
+        deployed = nimbus.deploy(component, route)
+        url = f"http://127.0.0.1:{nimbus.port}{route}"
+        first = first_request_ms(url)
+        deploy_to_first = (time.perf_counter() - t0) * 1000
+        compile_ms = deployed["components"][0]["load_ms"]
+        result = wrk(url, args.duration, args.connections)
+        result["rss_mib"] = rss_mib(nimbus.proc.pid)
+    finally:
+        nimbus.stop()
+    # Restart on the same data dir: the artifact cache is warm.
+    nimbus = Nimbus(nimbus.data, binary=binary).start()
+    try:
+        restart_first = first_request_ms(f"http://127.0.0.1:{nimbus.port}{route}")
+        restart_second = first_request_ms(f"http://127.0.0.1:{nimbus.port}{route}")
+        redeploy = nimbus.deploy(component, route)["components"][0]
+    finally:
+        nimbus.stop()
+    shutil.rmtree(nimbus.data, ignore_errors=True)
+    return result, (compile_ms, deploy_to_first, first, restart_first, restart_second,
+                    redeploy["cache_hit"])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--only", default="c,js,py")
+    ap.add_argument("--baseline", help="an older nimbus binary, measured alternately with this one")
+    ap.add_argument("--rounds", type=int, default=1, help="runs of each build per guest")
+    ap.add_argument("--no-anchor", action="store_true", help="skip wasmtime serve")
     args = ap.parse_args()
     only = args.only.split(",")
-    guests = build(only, anchor=True)
+    guests = build(only, anchor=not args.no_anchor)
+    if args.baseline:
+        print(f"baseline: {args.baseline}")
 
     print(f"\nmachine: {machine()}")
     print(f"load: wrk -t1 -c{args.connections} -d{args.duration}s, loopback, fresh instance per request\n")
@@ -217,32 +253,19 @@ def main():
     finally:
         native.terminate()
 
+    # With a baseline the two builds alternate, `rounds` times each, in one sitting.
+    builds = [("nimbus", NIMBUS)]
+    if args.baseline:
+        builds.append(("nimbus baseline", args.baseline))
     cold = []
     for key, (component, route, label) in guests.items():
-        nimbus = Nimbus().start()
-        try:
-            t0 = time.perf_counter()
-            deployed = nimbus.deploy(component, route)
-            url = f"http://127.0.0.1:{nimbus.port}{route}"
-            first = first_request_ms(url)
-            deploy_to_first = (time.perf_counter() - t0) * 1000
-            compile_ms = deployed["components"][0]["load_ms"]
-            result = wrk(url, args.duration, args.connections)
-            result["rss_mib"] = rss_mib(nimbus.proc.pid)
-            rows.append((label, "nimbus", result))
-        finally:
-            nimbus.stop()
-        # Restart on the same data dir: the artifact cache is warm.
-        nimbus = Nimbus(nimbus.data).start()
-        try:
-            restart_first = first_request_ms(f"http://127.0.0.1:{nimbus.port}{route}")
-            restart_second = first_request_ms(f"http://127.0.0.1:{nimbus.port}{route}")
-            redeploy = nimbus.deploy(component, route)["components"][0]
-        finally:
-            nimbus.stop()
-        shutil.rmtree(nimbus.data, ignore_errors=True)
-        cold.append((label, compile_ms, deploy_to_first, first, restart_first, restart_second, redeploy["cache_hit"]))
-
+        for _ in range(args.rounds):
+            for server, binary in builds:
+                result, startup = measure_nimbus(binary, component, route, args)
+                rows.append((label, server, result))
+                cold.append((f"{label} ({server})", *startup))
+        if args.no_anchor:
+            continue
         proc, port = serve_wasmtime(component)
         try:
             result = wrk(f"http://127.0.0.1:{port}{route}", args.duration, args.connections)
