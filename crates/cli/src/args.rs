@@ -283,8 +283,12 @@ pub struct DeployArgs {
     #[arg(default_value = ".")]
     pub dir: PathBuf,
     /// Skip the build commands; upload the components as they are.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "rebuild")]
     pub no_build: bool,
+    /// Run every build command, even those whose inputs are unchanged since they last
+    /// succeeded (by default those are skipped).
+    #[arg(long)]
+    pub rebuild: bool,
     /// API access.
     #[command(flatten)]
     pub api: ApiArgs,

@@ -7,6 +7,7 @@
 //!
 //! - [`args`]: the command line (clap).
 //! - [`commands`]: one module per command.
+//! - [`build_cache`]: which builds `nimbus deploy` can skip (fingerprints of their inputs).
 //! - [`server`]: starts a whole Nimbus from a [`server::ServerConfig`] (also used by tests).
 //! - [`services`]: opens the key-value backend, secret store and object store.
 //! - [`client`]: typed control-API client.
@@ -15,6 +16,7 @@
 //! - [`output`]: human/JSON output helpers.
 
 pub mod args;
+pub mod build_cache;
 pub mod client;
 pub mod commands;
 pub mod config;

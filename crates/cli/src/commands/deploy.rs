@@ -19,7 +19,12 @@ use crate::output;
 /// `nimbus deploy`.
 pub async fn run(args: DeployArgs, json: bool) -> anyhow::Result<()> {
     let client = ApiClient::from_args(&args.api)?;
-    let response = deploy_dir(&client, &args.dir, !args.no_build, json).await?;
+    let build = match (args.no_build, args.rebuild) {
+        (true, _) => Build::Skip,
+        (false, true) => Build::Always,
+        (false, false) => Build::IfChanged,
+    };
+    let response = deploy_dir(&client, &args.dir, build, json).await?;
     let info = client.info().await?;
     if json {
         output::json(&response)?;
@@ -48,16 +53,27 @@ pub async fn run(args: DeployArgs, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds (optionally), uploads and deploys the app in `dir`.
+/// Whether `deploy_dir` runs the build commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// Not at all (`--no-build`).
+    Skip,
+    /// Those whose inputs changed since they last succeeded (the default).
+    IfChanged,
+    /// Every one (`--rebuild`).
+    Always,
+}
+
+/// Builds (as `build` says), uploads and deploys the app in `dir`.
 pub async fn deploy_dir(
     client: &ApiClient,
     dir: &Path,
-    build: bool,
+    build: Build,
     quiet: bool,
 ) -> anyhow::Result<DeployResponse> {
     let (app, manifest, manifest_path) = read_manifest(dir)?;
-    if build {
-        run_builds(&app, dir, quiet).await?;
+    if build != Build::Skip {
+        run_builds(&app, dir, quiet, build == Build::Always).await?;
     }
     let mut components = BTreeMap::new();
     let mut uploaded: BTreeMap<String, String> = BTreeMap::new();

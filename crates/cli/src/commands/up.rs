@@ -153,9 +153,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let client = ApiClient::new(api_url, token);
     for dir in &args.deploy {
-        let response = crate::commands::deploy::deploy_dir(&client, dir, true, false)
-            .await
-            .with_context(|| format!("deploying {}", dir.display()))?;
+        let response = crate::commands::deploy::deploy_dir(
+            &client,
+            dir,
+            crate::commands::deploy::Build::IfChanged,
+            false,
+        )
+        .await
+        .with_context(|| format!("deploying {}", dir.display()))?;
         let gateway = format!("http://{}", running.gateway_addr);
         println!(
             "deployed {} version {}",

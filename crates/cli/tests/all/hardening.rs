@@ -201,7 +201,7 @@ fn digest(path: &std::path::Path) -> String {
 /// is uploaded; one that stays inside works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_refuses_components_that_resolve_outside_the_app_dir() {
-    use nimbus_cli::commands::deploy::deploy_dir;
+    use nimbus_cli::commands::deploy::{Build, deploy_dir};
     let nimbus = Nimbus::start().await;
     let outside = tempfile::tempdir().unwrap();
     let secret = outside.path().join("id_ed25519.wasm");
@@ -214,7 +214,7 @@ async fn deploy_refuses_components_that_resolve_outside_the_app_dir() {
     )
     .unwrap();
     std::os::unix::fs::symlink(&secret, app.path().join("hello.wasm")).unwrap();
-    let err = deploy_dir(&nimbus.api, app.path(), false, true)
+    let err = deploy_dir(&nimbus.api, app.path(), Build::Skip, true)
         .await
         .unwrap_err()
         .to_string();
@@ -226,7 +226,7 @@ async fn deploy_refuses_components_that_resolve_outside_the_app_dir() {
     std::fs::create_dir(app.path().join("build")).unwrap();
     std::fs::copy(&secret, app.path().join("build/out.wasm")).unwrap();
     std::os::unix::fs::symlink("build/out.wasm", app.path().join("hello.wasm")).unwrap();
-    deploy_dir(&nimbus.api, app.path(), false, true)
+    deploy_dir(&nimbus.api, app.path(), Build::Skip, true)
         .await
         .unwrap();
     assert_eq!(nimbus.get("/linked").await.status(), 200);
