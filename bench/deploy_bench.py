@@ -28,10 +28,14 @@ def get(url):
 
 
 def deploy_until(nimbus, app_dir, url, expect):
-    """Seconds from `nimbus deploy` to `url` answering with `expect` in its body."""
+    """Seconds from `nimbus deploy` to `url` answering with `expect` in its body; None if the
+    deploy failed (its error is printed)."""
     start = time.perf_counter()
-    subprocess.run([nimbus.binary, "deploy", app_dir], env=nimbus.env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run([nimbus.binary, "deploy", app_dir], env=nimbus.env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        print(f"deploy failed ({nimbus.binary}): {done.stderr.strip()[-300:]}")
+        return None
     while expect not in get(url):
         time.sleep(0.01)
     return time.perf_counter() - start
@@ -74,8 +78,10 @@ def main():
             rows.append((name, *one_round(binary)))
     print("\n| build | first deploy s | unchanged redeploy s | one-line change s |")
     print("| --- | ---: | ---: | ---: |")
+    def cell(seconds, digits):
+        return "failed" if seconds is None else f"{seconds:.{digits}f}"
     for name, first, unchanged, changed in rows:
-        print(f"| {name} | {first:.1f} | {unchanged:.2f} | {changed:.1f} |")
+        print(f"| {name} | {cell(first, 1)} | {cell(unchanged, 2)} | {cell(changed, 1)} |")
 
 
 if __name__ == "__main__":
