@@ -133,8 +133,14 @@ impl Up {
     }
 
     pub(crate) fn nimbus(&self, args: &[&str]) -> Output {
+        self.nimbus_env(args, &[])
+    }
+
+    /// `nimbus ARGS` as a client of this server, with extra environment variables.
+    pub(crate) fn nimbus_env(&self, args: &[&str], envs: &[(&str, &Path)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_nimbus"))
             .args(args)
+            .envs(envs.iter().copied())
             .env("NIMBUS_CONFIG", self.config.path().join("config.json"))
             .env_remove("NIMBUS_API")
             .env_remove("NIMBUS_TOKEN")
@@ -267,26 +273,38 @@ fn nimbus_new_templates_build_deploy_and_serve() {
     let up = Up::start(data.path());
     let projects = tempfile::tempdir().unwrap();
     let parent = projects.path().to_str().unwrap();
-    for (lang, name) in [("js", "jsapp"), ("python", "pyapp")] {
+    // JS apps share one install of their npm dependencies per machine: here, per test run.
+    let npm_cache = tempfile::tempdir().unwrap();
+    let env = [("NIMBUS_NPM_CACHE", npm_cache.path())];
+    let deploy = |args: &[&str]| {
+        let out = up.nimbus_env(&[&["deploy"], args].concat(), &env);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "deploy {args:?}: {stderr}");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    };
+    for (lang, name) in [("js", "jsapp"), ("python", "pyapp"), ("js", "jsapp2")] {
         up.ok(&["new", name, "--lang", lang, "--dir", parent]);
         let dir = projects.path().join(name);
+        let dir = dir.to_str().unwrap();
         // The template's build works every time (npm 11 once pruned a dependency on the
         // second install); an unchanged app is not built again, unless asked.
-        let deployed = up.ok(&["deploy", dir.to_str().unwrap()]);
+        let (deployed, stderr) = deploy(&[dir]);
         assert!(
             deployed.contains(&format!("deployed {name} version 1")),
             "{deployed}"
         );
-        let again = up.nimbus(&["deploy", dir.to_str().unwrap()]);
-        let stderr = String::from_utf8_lossy(&again.stderr);
-        assert!(again.status.success(), "{stderr}");
+        if lang == "js" {
+            // Only the first JS app installs; the second links the same install.
+            let installed = stderr.contains("installing npm dependencies");
+            assert_eq!(installed, name == "jsapp", "{name}: {stderr}");
+            assert!(stderr.contains("node_modules ->"), "{stderr}");
+        }
+        let (again, stderr) = deploy(&[dir]);
         assert!(stderr.contains("skipped: inputs unchanged"), "{stderr}");
-        assert!(String::from_utf8_lossy(&again.stdout).contains("0 components compiled"));
-        let rebuilt = up.nimbus(&["deploy", "--rebuild", dir.to_str().unwrap()]);
-        let stderr = String::from_utf8_lossy(&rebuilt.stderr);
-        assert!(rebuilt.status.success(), "{stderr}");
+        assert!(again.contains("0 components compiled"), "{again}");
+        let (rebuilt, stderr) = deploy(&["--rebuild", dir]);
         assert!(stderr.contains(&format!("building {name}")), "{stderr}");
-        assert!(String::from_utf8_lossy(&rebuilt.stdout).contains(&format!("version 3")));
+        assert!(rebuilt.contains("version 3"), "{rebuilt}");
         let path = format!("/{name}/x");
         let body: serde_json::Value =
             serde_json::from_str(&up.ok(&["invoke", name, "--path", &path])).unwrap();
