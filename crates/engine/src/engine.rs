@@ -13,12 +13,13 @@ use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::event::{EventFunction, EventHandlerPre};
 use crate::fair::FairShare;
-use crate::function::{FunctionSpec, HttpFunction};
+use crate::function::HttpFunction;
 use crate::host::HostState;
 use crate::offload::CpuRuntime;
 use crate::provisioned::{Instantiate, Instantiating};
 use crate::residency::{Components, Prepare, Reaper};
 use crate::services::Services;
+use crate::spec::FunctionSpec;
 
 /// The shared engine. Cheap to clone.
 #[derive(Clone)]

@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use crate::engine::{Engine, LoadedComponent};
 use crate::error::{EngineError, InvokeError};
-use crate::function::{AbortOnDrop, FunctionSpec, Invocation};
 use crate::host::HostState;
+use crate::offload::AbortOnDrop;
 use crate::offload::spawn_guest;
 use crate::provisioned::{Provisioned, Ready, ReplenishOnDrop};
 use crate::residency::Resident;
 use crate::runtime::{FunctionRuntime, classify};
+use crate::spec::{FunctionSpec, Invocation};
 use crate::usage::UsageMeter;
 use nimbus_metering::Outcome;
 

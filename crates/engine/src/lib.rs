@@ -21,6 +21,8 @@
 //! - [`config`]: tunables of the engine (pool sizes, epoch tick, cache directory).
 //! - [`engine`]: the wasmtime `Engine` + `Linker`, the epoch ticker, load and prepare.
 //! - [`cache`]: the content-addressed, crash-safe compiled-artifact cache.
+//! - [`spec`]: what every invocation shares — the function's [`FunctionSpec`] and the
+//!   [`Invocation`] context.
 //! - [`function`]: a prepared HTTP function version and one request to it.
 //! - [`event`]: a prepared event-handler function version (`nimbus:events/handler`) and one
 //!   event delivered to it.
@@ -69,6 +71,7 @@ pub mod queue;
 pub mod residency;
 mod runtime;
 pub mod services;
+pub mod spec;
 mod throttle;
 mod usage;
 
@@ -77,6 +80,7 @@ pub use config::EngineConfig;
 pub use engine::{Engine, LoadedComponent};
 pub use error::{EngineError, InvokeError};
 pub use event::{Event, EventFunction};
-pub use function::{FunctionSpec, HttpFunction, Invocation, ResponseBody};
+pub use function::{HttpFunction, ResponseBody};
 pub use nimbus_metering::{TriggerKind, UsageSink};
 pub use services::Services;
+pub use spec::{FunctionSpec, Invocation};

@@ -26,7 +26,6 @@ use tokio::task::JoinHandle;
 
 use crate::error::{EngineError, InvokeError};
 use crate::fair::CpuSlot;
-use crate::function::AbortOnDrop;
 
 /// The engine's runtime for CPU-bound guests; shut down in the background when dropped (an
 /// engine may be dropped inside another runtime, where blocking is not allowed).
@@ -110,6 +109,17 @@ where
             Err(join) => Err(InvokeError::Trap(format!("invocation task failed: {join}"))),
         }
     })
+}
+
+/// Aborts the invocation task when the caller goes away before the response head.
+pub(crate) struct AbortOnDrop(pub(crate) Option<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
+        }
+    }
 }
 
 #[cfg(test)]

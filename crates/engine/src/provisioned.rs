@@ -28,11 +28,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::Store;
 
 use crate::error::{EngineError, InvokeError};
-use crate::function::Invocation;
 use crate::host::HostState;
 use crate::kept::KeptBilling;
 use crate::residency::{Prepare, Resident};
 use crate::runtime::FunctionRuntime;
+use crate::spec::Invocation;
 
 /// A boxed future borrowing the store it instantiates into.
 pub(crate) type Instantiating<'a, I> =

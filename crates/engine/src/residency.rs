@@ -23,7 +23,7 @@ use wasmtime::component::Component;
 
 use crate::engine::{Engine, LoadedComponent};
 use crate::error::EngineError;
-use crate::function::FunctionSpec;
+use crate::spec::FunctionSpec;
 
 /// Compiled components in memory, by digest, held weakly: present while some resident function
 /// uses them.

@@ -23,7 +23,7 @@ use wasmtime::{ResourceLimiter, StoreLimits};
 
 use crate::error::InvokeError;
 use crate::fair::{AppShare, CpuSlot};
-use crate::function::{FunctionSpec, Invocation};
+use crate::spec::{FunctionSpec, Invocation};
 
 /// The usage of one invocation, shared by everything that takes part in it. A no-op when
 /// the engine has no usage sink.
