@@ -75,26 +75,14 @@ async fn functions_are_served_while_every_listener_is_flooded() {
     up.ok(&["deploy", "--no-build", app.path().to_str().unwrap()]);
 
     let (api, token) = up.api();
-    let http = reqwest::Client::new();
-    let info: serde_json::Value = http
-        .get(format!("{api}/v1/info"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let info = nimbus_cli::client::ApiClient::new(api.clone(), Some(token))
+        .info()
         .await
         .unwrap();
-    let addr = |url: &serde_json::Value| -> SocketAddr {
-        url.as_str()
-            .unwrap()
-            .trim_start_matches("http://")
-            .parse()
-            .unwrap()
-    };
-    let gateway = addr(&info["gateway_url"]);
-    let s3 = addr(&info["s3_url"]);
-    let api_addr: SocketAddr = api.trim_start_matches("http://").parse().unwrap();
+    let addr = |url: &str| -> SocketAddr { url.trim_start_matches("http://").parse().unwrap() };
+    let gateway = addr(&info.gateway_url);
+    let s3 = addr(info.s3_url.as_deref().unwrap());
+    let api_addr = addr(&api);
 
     // 1,200 connections to the control API and 600 to S3, from 45 addresses; 100 to the
     // gateway from one address, over its cap of 40.
