@@ -20,6 +20,16 @@
 //! mid-stream) and verify each segment's CRC-32C whenever they read it whole; a mismatch ends
 //! the stream with an error instead of corrupt bytes. Range reads that cover part of a segment
 //! are not verified (there is no per-block checksum).
+//!
+//! # Layout
+//! - this file: the records, opening and sweeping the store, the bucket and object operations;
+//! - `write`: a body streamed into a data file, and the commit that makes it an object;
+//! - `read`: segments streamed back, checksums verified;
+//! - `multipart`: uploads, parts, completing and aborting.
+
+mod multipart;
+mod read;
+mod write;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -38,6 +48,8 @@ use tokio::io::AsyncWriteExt;
 use crate::ObjectError;
 use crate::error::store_err;
 use crate::names::{check_bucket_name, check_key};
+use read::{SegmentRead, read_stream, resolve_range};
+
 use crate::store::{
     BucketInfo, ByteRange, ByteStream, ListPage, ListQuery, MAX_PART_NUMBER, MAX_PUT_BYTES,
     MIN_PART_BYTES, ObjectInfo, ObjectMeta, ObjectRead, ObjectStore, PartInfo,
@@ -148,12 +160,6 @@ impl ObjectRecord {
     }
 }
 
-/// A body written to `data/`, not yet referenced.
-struct Written {
-    segment: Segment,
-    md5: [u8; 16],
-}
-
 impl FsStore {
     /// Opens (creating) the store under `dir`, removing what a crash may have left behind:
     /// partial bodies in `tmp/` and data files no object or part refers to.
@@ -231,98 +237,6 @@ impl FsStore {
         self.dir.join("data").join(file)
     }
 
-    /// Streams `body` into a new data file, durable when this returns. MD5 (for the ETag) and
-    /// CRC-32C (for reads) are computed on a blocking thread while the bytes are being
-    /// received and written, so hashing overlaps the I/O instead of adding to it.
-    async fn write_body(&self, mut body: ByteStream, limit: u64) -> Result<Written, ObjectError> {
-        let id = uuid::Uuid::now_v7().simple().to_string();
-        let tmp = self.dir.join("tmp").join(&id);
-        let (chunks, mut to_hash) = tokio::sync::mpsc::channel::<Bytes>(16);
-        let hasher = tokio::task::spawn_blocking(move || {
-            let (mut md5, mut crc) = (Md5::new(), 0u32);
-            while let Some(chunk) = to_hash.blocking_recv() {
-                md5.update(&chunk);
-                crc = crc32c::crc32c_append(crc, &chunk);
-            }
-            (<[u8; 16]>::from(md5.finalize()), crc)
-        });
-        let result = async {
-            let file = tokio::fs::File::create(&tmp)
-                .await
-                .map_err(ObjectError::io("creating a temporary file"))?;
-            // A second handle on the same file, to flush what is written so far in the
-            // background while more arrives: the final fsync then has little left to do.
-            let flusher = Arc::new(
-                file.try_clone()
-                    .await
-                    .map_err(ObjectError::io("opening a temporary file"))?
-                    .into_std()
-                    .await,
-            );
-            let mut flushing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
-            let mut unflushed: u64 = 0;
-            let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-            let mut size: u64 = 0;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| ObjectError::IncompleteBody(e.to_string()))?;
-                size += chunk.len() as u64;
-                if size > limit {
-                    return Err(ObjectError::TooLarge(format!(
-                        "bodies are at most {limit} bytes"
-                    )));
-                }
-                unflushed += chunk.len() as u64;
-                chunks
-                    .send(chunk.clone())
-                    .await
-                    .map_err(|_| ObjectError::Store("the hashing thread stopped".into()))?;
-                out.write_all(&chunk)
-                    .await
-                    .map_err(ObjectError::io("writing object data"))?;
-                if unflushed >= FLUSH_EVERY && flushing.as_ref().is_none_or(|f| f.is_finished()) {
-                    unflushed = 0;
-                    let handle = flusher.clone();
-                    flushing = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
-                }
-            }
-            out.flush()
-                .await
-                .map_err(ObjectError::io("writing object data"))?;
-            if let Some(flushing) = flushing {
-                let _ = flushing.await;
-            }
-            let file = out.into_inner();
-            file.sync_all()
-                .await
-                .map_err(ObjectError::io("syncing object data"))?;
-            Ok(size)
-        }
-        .await;
-        drop(chunks);
-        let hashed = hasher.await.map_err(store_err);
-        let (size, (md5, crc32c)) = match (result, hashed) {
-            (Ok(size), Ok(hashes)) => (size, hashes),
-            (Err(e), _) | (_, Err(e)) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(e);
-            }
-        };
-        let data = self.dir.join("data");
-        let target = data.join(&id);
-        tokio::fs::rename(&tmp, &target)
-            .await
-            .map_err(ObjectError::io("moving object data into place"))?;
-        sync_dir(data).await?;
-        Ok(Written {
-            segment: Segment {
-                file: id,
-                size,
-                crc32c,
-            },
-            md5,
-        })
-    }
-
     /// Runs `f` in a write transaction on the blocking pool; commits if it succeeds.
     async fn write_txn<T: Send + 'static>(
         &self,
@@ -364,96 +278,6 @@ impl FsStore {
             None => Err(ObjectError::NoSuchKey(bucket.to_owned(), key.to_owned())),
         }
     }
-
-    /// Commits `record` as the object `key`, then removes the files of what it replaced.
-    async fn commit_object(
-        &self,
-        tenant: &str,
-        bucket: &str,
-        key: &str,
-        record: ObjectRecord,
-        owns_files: bool,
-        extra: impl FnOnce(&redb::WriteTransaction) -> Result<(), ObjectError> + Send + 'static,
-    ) -> Result<ObjectInfo, ObjectError> {
-        let full = object_prefix(tenant, bucket) + key;
-        let bucket_row = bucket_key(tenant, bucket);
-        let bytes = encode(&record)?;
-        let missing_bucket = bucket.to_owned();
-        let replaced = self
-            .write_txn(move |txn| {
-                if txn
-                    .open_table(BUCKETS)
-                    .map_err(store_err)?
-                    .get(bucket_row.as_str())
-                    .map_err(store_err)?
-                    .is_none()
-                {
-                    return Err(ObjectError::NoSuchBucket(missing_bucket));
-                }
-                let mut table = txn.open_table(OBJECTS).map_err(store_err)?;
-                let old = table
-                    .insert(full.as_str(), bytes.as_slice())
-                    .map_err(store_err)?
-                    .map(|v| decode::<ObjectRecord>(v.value()))
-                    .transpose()?;
-                drop(table);
-                extra(txn)?;
-                Ok(old)
-            })
-            .await;
-        let replaced = match replaced {
-            Ok(replaced) => replaced,
-            Err(e) => {
-                // Not committed: files written for this object are garbage now (a multipart
-                // completion's part files are still the upload's).
-                if owns_files {
-                    self.remove_files(record.segments.iter().map(|s| s.file.clone()))
-                        .await;
-                }
-                return Err(e);
-            }
-        };
-        if let Some(old) = replaced {
-            self.remove_files(old.segments.into_iter().map(|s| s.file))
-                .await;
-        }
-        Ok(record.info(key))
-    }
-
-    async fn remove_files(&self, files: impl Iterator<Item = String>) {
-        for file in files {
-            let _ = tokio::fs::remove_file(self.data_path(&file)).await;
-        }
-    }
-
-    fn upload(&self, tenant: &str, upload: &str) -> Result<UploadRecord, ObjectError> {
-        let txn = self.db.begin_read().map_err(store_err)?;
-        let table = txn.open_table(UPLOADS).map_err(store_err)?;
-        let record: UploadRecord = match table.get(upload).map_err(store_err)? {
-            Some(v) => decode(v.value())?,
-            None => return Err(ObjectError::NoSuchUpload(upload.to_owned())),
-        };
-        if record.tenant != tenant {
-            return Err(ObjectError::NoSuchUpload(upload.to_owned()));
-        }
-        Ok(record)
-    }
-
-    fn parts(&self, upload: &str) -> Result<Vec<(u32, PartRecord)>, ObjectError> {
-        let txn = self.db.begin_read().map_err(store_err)?;
-        let table = txn.open_table(PARTS).map_err(store_err)?;
-        let prefix = format!("{upload}/");
-        let mut out = Vec::new();
-        for row in table.range::<&str>(prefix.as_str()..).map_err(store_err)? {
-            let (k, v) = row.map_err(store_err)?;
-            let Some(number) = k.value().strip_prefix(&prefix) else {
-                break;
-            };
-            let number = number.parse().map_err(store_err)?;
-            out.push((number, decode(v.value())?));
-        }
-        Ok(out)
-    }
 }
 
 async fn sync_dir(dir: PathBuf) -> Result<(), ObjectError> {
@@ -464,110 +288,6 @@ async fn sync_dir(dir: PathBuf) -> Result<(), ObjectError> {
     })
     .await
     .map_err(store_err)?
-}
-
-/// Resolves an optional `(first, last-inclusive)` range against `size`.
-fn resolve_range(range: Option<(u64, Option<u64>)>, size: u64) -> Result<ByteRange, ObjectError> {
-    match range {
-        None => Ok(ByteRange {
-            start: 0,
-            end: size,
-        }),
-        Some((start, _)) if start >= size => Err(ObjectError::InvalidRange(size)),
-        Some((start, last)) => Ok(ByteRange {
-            start,
-            end: last.map_or(size, |l| l.saturating_add(1).min(size)),
-        }),
-    }
-}
-
-/// One segment's share of a read.
-struct SegmentRead {
-    file: Arc<std::fs::File>,
-    /// Next offset to read.
-    start: u64,
-    len: u64,
-    /// The CRC-32C to check at the end, when the whole segment is read.
-    expect: Option<u32>,
-    name: String,
-}
-
-/// Reads `len` bytes at `offset`, failing if the file ends first.
-fn read_exact_at(file: &std::fs::File, len: usize, offset: u64) -> std::io::Result<Bytes> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = BytesMut::zeroed(len);
-    let mut filled = 0;
-    while filled < len {
-        let n = file.read_at(&mut buf[filled..], offset + filled as u64)?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "stored object data is shorter than recorded",
-            ));
-        }
-        filled += n;
-    }
-    Ok(buf.freeze())
-}
-
-/// The body of a read: the segments' bytes in order, each verified when read whole.
-fn read_stream(parts: Vec<SegmentRead>) -> ByteStream {
-    Box::pin(read_segments(parts))
-}
-
-fn read_segments(
-    parts: Vec<SegmentRead>,
-) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + Sync {
-    struct State {
-        parts: std::vec::IntoIter<SegmentRead>,
-        current: Option<(SegmentRead, Option<u32>)>,
-    }
-    let state = State {
-        parts: parts.into_iter(),
-        current: None,
-    };
-    futures::stream::try_unfold(state, |mut st| async move {
-        loop {
-            let Some((part, hasher)) = st.current.as_mut() else {
-                match st.parts.next() {
-                    Some(part) => {
-                        let hasher = part.expect.is_some().then_some(0u32);
-                        st.current = Some((part, hasher));
-                        continue;
-                    }
-                    None => return Ok(None),
-                }
-            };
-            if part.len == 0 {
-                if let (Some(crc), Some(expect)) = (hasher.take(), part.expect)
-                    && crc != expect
-                {
-                    tracing::error!(file = %part.name, "object data failed its checksum");
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "stored object data failed its checksum",
-                    ));
-                }
-                st.current = None;
-                continue;
-            }
-            let want = usize::try_from(part.len)
-                .unwrap_or(usize::MAX)
-                .min(READ_CHUNK);
-            // One positional read per chunk on the blocking pool, straight into the buffer
-            // that is sent (no seek state, no intermediate copy).
-            let (file, offset) = (part.file.clone(), part.start);
-            let buf = tokio::task::spawn_blocking(move || read_exact_at(&file, want, offset))
-                .await
-                .map_err(std::io::Error::other)??;
-            if let Some(crc) = hasher.as_mut() {
-                *crc = crc32c::crc32c_append(*crc, &buf);
-            }
-            part.start += buf.len() as u64;
-            part.len -= buf.len() as u64;
-            return Ok(Some((buf, st)));
-        }
-    })
 }
 
 #[async_trait]
@@ -891,26 +611,7 @@ impl ObjectStore for FsStore {
         key: &str,
         meta: ObjectMeta,
     ) -> Result<String, ObjectError> {
-        self.require_bucket(tenant, bucket)?;
-        check_key(key)?;
-        let id = uuid::Uuid::now_v7().simple().to_string();
-        let bytes = encode(&UploadRecord {
-            tenant: tenant.to_owned(),
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            content_type: meta.content_type,
-            user_metadata: meta.user_metadata,
-        })?;
-        let row = id.clone();
-        self.write_txn(move |txn| {
-            txn.open_table(UPLOADS)
-                .map_err(store_err)?
-                .insert(row.as_str(), bytes.as_slice())
-                .map_err(store_err)?;
-            Ok(())
-        })
-        .await?;
-        Ok(id)
+        multipart::create_upload(self, tenant, bucket, key, meta).await
     }
 
     async fn upload_part(
@@ -920,63 +621,7 @@ impl ObjectStore for FsStore {
         number: u32,
         body: ByteStream,
     ) -> Result<PartInfo, ObjectError> {
-        if !(1..=MAX_PART_NUMBER).contains(&number) {
-            return Err(ObjectError::InvalidArgument(format!(
-                "part numbers are 1 to {MAX_PART_NUMBER} (got {number})"
-            )));
-        }
-        self.upload(tenant, upload)?;
-        let written = self.write_body(body, MAX_PUT_BYTES).await?;
-        let part = PartRecord {
-            md5: hex::encode(written.md5),
-            segment: written.segment,
-            modified_ms: now_ms(),
-        };
-        let info = PartInfo {
-            number,
-            size: part.segment.size,
-            etag: part.md5.clone(),
-            last_modified: time_of(part.modified_ms),
-        };
-        let (row, upload_row, upload_id) = (
-            part_key(upload, number),
-            upload.to_owned(),
-            upload.to_owned(),
-        );
-        let bytes = encode(&part)?;
-        let replaced = self
-            .write_txn(move |txn| {
-                // The upload may have been completed or aborted meanwhile.
-                if txn
-                    .open_table(UPLOADS)
-                    .map_err(store_err)?
-                    .get(upload_row.as_str())
-                    .map_err(store_err)?
-                    .is_none()
-                {
-                    return Err(ObjectError::NoSuchUpload(upload_id));
-                }
-                let mut parts = txn.open_table(PARTS).map_err(store_err)?;
-                let old = parts
-                    .insert(row.as_str(), bytes.as_slice())
-                    .map_err(store_err)?
-                    .map(|v| decode::<PartRecord>(v.value()))
-                    .transpose()?;
-                Ok(old)
-            })
-            .await;
-        match replaced {
-            Ok(old) => {
-                if let Some(old) = old {
-                    self.remove_files(std::iter::once(old.segment.file)).await;
-                }
-                Ok(info)
-            }
-            Err(e) => {
-                self.remove_files(std::iter::once(part.segment.file)).await;
-                Err(e)
-            }
-        }
+        multipart::upload_part(self, tenant, upload, number, body).await
     }
 
     async fn upload_target(
@@ -984,22 +629,11 @@ impl ObjectStore for FsStore {
         tenant: &str,
         upload: &str,
     ) -> Result<(String, String), ObjectError> {
-        let record = self.upload(tenant, upload)?;
-        Ok((record.bucket, record.key))
+        multipart::upload_target(self, tenant, upload).await
     }
 
     async fn list_parts(&self, tenant: &str, upload: &str) -> Result<Vec<PartInfo>, ObjectError> {
-        self.upload(tenant, upload)?;
-        Ok(self
-            .parts(upload)?
-            .into_iter()
-            .map(|(number, part)| PartInfo {
-                number,
-                size: part.segment.size,
-                etag: part.md5,
-                last_modified: time_of(part.modified_ms),
-            })
-            .collect())
+        multipart::list_parts(self, tenant, upload).await
     }
 
     async fn complete_upload(
@@ -1008,120 +642,10 @@ impl ObjectStore for FsStore {
         upload: &str,
         parts: Vec<(u32, String)>,
     ) -> Result<ObjectInfo, ObjectError> {
-        let record = self.upload(tenant, upload)?;
-        if parts.is_empty() {
-            return Err(ObjectError::InvalidPart(
-                "a multipart upload needs at least one part".into(),
-            ));
-        }
-        if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
-            return Err(ObjectError::InvalidPartOrder);
-        }
-        let uploaded: BTreeMap<u32, PartRecord> = self.parts(upload)?.into_iter().collect();
-        let mut segments = Vec::with_capacity(parts.len());
-        let mut md5s = Vec::with_capacity(parts.len() * 16);
-        let mut size = 0;
-        let last = parts.len() - 1;
-        for (i, (number, etag)) in parts.iter().enumerate() {
-            let part = uploaded.get(number).ok_or_else(|| {
-                ObjectError::InvalidPart(format!("part {number} has not been uploaded"))
-            })?;
-            if etag.trim_matches('"') != part.md5 {
-                return Err(ObjectError::InvalidPart(format!(
-                    "part {number}: ETag {etag} does not match the uploaded part's \"{}\"",
-                    part.md5
-                )));
-            }
-            if i != last && part.segment.size < MIN_PART_BYTES {
-                return Err(ObjectError::EntityTooSmall {
-                    part: *number,
-                    size: part.segment.size,
-                    min: MIN_PART_BYTES,
-                });
-            }
-            md5s.extend(hex::decode(&part.md5).map_err(store_err)?);
-            size += part.segment.size;
-            segments.push(part.segment.clone());
-        }
-        let used: HashSet<u32> = parts.iter().map(|(n, _)| *n).collect();
-        let unused: Vec<String> = uploaded
-            .iter()
-            .filter(|(n, _)| !used.contains(n))
-            .map(|(_, p)| p.segment.file.clone())
-            .collect();
-        let object = ObjectRecord {
-            size,
-            etag: format!("{}-{}", hex::encode(Md5::digest(&md5s)), parts.len()),
-            content_type: record.content_type.clone(),
-            user_metadata: record.user_metadata.clone(),
-            modified_ms: now_ms(),
-            segments,
-        };
-        let upload_row = upload.to_owned();
-        let expected: Vec<(u32, String)> = uploaded
-            .iter()
-            .map(|(n, p)| (*n, p.segment.file.clone()))
-            .collect();
-        let info = self
-            .commit_object(
-                tenant,
-                &record.bucket,
-                &record.key,
-                object,
-                false,
-                move |txn| {
-                    if txn
-                        .open_table(UPLOADS)
-                        .map_err(store_err)?
-                        .remove(upload_row.as_str())
-                        .map_err(store_err)?
-                        .is_none()
-                    {
-                        return Err(ObjectError::NoSuchUpload(upload_row));
-                    }
-                    let mut table = txn.open_table(PARTS).map_err(store_err)?;
-                    for (number, file) in expected {
-                        let removed = table
-                            .remove(part_key(&upload_row, number).as_str())
-                            .map_err(store_err)?
-                            .map(|v| decode::<PartRecord>(v.value()))
-                            .transpose()?;
-                        // A part re-uploaded while completing: refuse rather than lose a file.
-                        if removed.is_none_or(|p| p.segment.file != file) {
-                            return Err(ObjectError::InvalidPart(format!(
-                                "part {number} changed while the upload was being completed"
-                            )));
-                        }
-                    }
-                    Ok(())
-                },
-            )
-            .await?;
-        self.remove_files(unused.into_iter()).await;
-        Ok(info)
+        multipart::complete_upload(self, tenant, upload, parts).await
     }
 
     async fn abort_upload(&self, tenant: &str, upload: &str) -> Result<(), ObjectError> {
-        self.upload(tenant, upload)?;
-        let parts = self.parts(upload)?;
-        let upload_row = upload.to_owned();
-        let numbers: Vec<u32> = parts.iter().map(|(n, _)| *n).collect();
-        self.write_txn(move |txn| {
-            txn.open_table(UPLOADS)
-                .map_err(store_err)?
-                .remove(upload_row.as_str())
-                .map_err(store_err)?;
-            let mut table = txn.open_table(PARTS).map_err(store_err)?;
-            for number in numbers {
-                table
-                    .remove(part_key(&upload_row, number).as_str())
-                    .map_err(store_err)?;
-            }
-            Ok(())
-        })
-        .await?;
-        self.remove_files(parts.into_iter().map(|(_, p)| p.segment.file))
-            .await;
-        Ok(())
+        multipart::abort_upload(self, tenant, upload).await
     }
 }
