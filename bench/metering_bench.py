@@ -148,7 +148,7 @@ def main():
         def start_pair(plain_first=False):
             """Both servers started, the guest deployed and warmed up, the metered side's
             usage count taken. Which one is started, deployed and warmed up first alternates
-            with --fresh: an A/A run (session 14) found the side always set up first 3.5%
+            with --fresh: an A/A run found the side always set up first 3.5%
             slower in req/s over 10 rounds (5.3% more CPU per request, paired), which a fixed
             order adds to the cost."""
             sides = [Nimbus(extra_args=["--s3-listen", "127.0.0.1:0", *a])

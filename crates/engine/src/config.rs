@@ -58,9 +58,9 @@ pub struct EngineConfig {
     /// process's own priority. Above 0 the kernel lets the I/O threads and short guests
     /// preempt them at once, but a CPU-bound function then gets a smaller share of a machine
     /// saturated by cheap requests: 12 ms requests beside a hello flood kept 76% of their
-    /// throughput at nice 0, 62% at 2 and 38% at 5 (BENCHMARKS.md, fairness, session 16).
+    /// throughput at nice 0, 62% at 2 and 38% at 5 (BENCHMARKS.md, fairness).
     /// Neither app should be able to take that much from the other, so the default is
-    /// neutral; since the governor holds a flood to its slots (session 17), a light app's p99
+    /// neutral; with the governor holding a flood to its slots, a light app's p99
     /// beside 64 spinning guests is 0.58 ms at nice 0 and 0.62 ms at 5 (0.56 ms alone).
     pub cpu_nice: i32,
 }

@@ -336,7 +336,7 @@ fn wasmtime_config(config: &EngineConfig, pooling: bool) -> Config {
         // default: the data image copied back, the rest zeroed) after every invocation, and the
         // first reset of a slot that held another module write-faults every page of it: 5 ms
         // of the JS hello's scale-from-zero activation and a quarter of its warm CPU
-        // (BENCHMARKS.md, session 10). Falls back to the full rewrite where the ioctl is missing.
+        // (BENCHMARKS.md). Falls back to the full rewrite where the ioctl is missing.
         pool.pagemap_scan(wasmtime::Enabled::Auto);
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }

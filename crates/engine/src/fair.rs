@@ -44,7 +44,7 @@
 //! Without that, a flood of CPU-bound requests beside a light app flipped the machine between
 //! contended (slots hold the flood to one core: 80% busy) and not (the flood takes both cores,
 //! with 5 ms ticks) from one window to the next, and the light app's p99 was 3.6–4 ms against
-//! 0.6–0.8 ms alone (BENCHMARKS.md, fairness, session 17).
+//! 0.6–0.8 ms alone (BENCHMARKS.md, fairness).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -528,7 +528,7 @@ impl CpuSlot {
     /// Not on an uncontended machine: there a lone function at its `max_concurrency` whose
     /// guests are CPU-bound relies on being cut at ticks for its 429s to be answered soon —
     /// with the rule applied there too, its rejections at 2× its capacity took 6.1–6.8 ms p99
-    /// instead of ~5 (BENCHMARKS.md, hostile functions, session 11).
+    /// instead of ~5 (BENCHMARKS.md, hostile functions).
     pub(crate) fn may_yield(&self) -> bool {
         !self.governor.is_contended() || self.ran_a_slice()
     }

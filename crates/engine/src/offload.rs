@@ -8,7 +8,7 @@
 //! readable waited for tens of such polls. A light app beside one spinning guest — a paced
 //! hello at ~2,000 req/s — saw p75 3.2 ms, p90 6.9 ms and p99 13.5 ms against 0.3/0.7 ms
 //! alone, while its guests themselves ran in 0.2 ms at p99 and the kernel measured the request
-//! bytes sitting in the socket for 8–16 ms (BENCHMARKS.md, fairness, session 16).
+//! bytes sitting in the socket for 8–16 ms (BENCHMARKS.md, fairness).
 //!
 //! So a guest starts on the runtime that accepted its request, which costs a hello world
 //! nothing, and moves to the engine's CPU runtime the first time an epoch tick makes it

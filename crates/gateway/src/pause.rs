@@ -4,7 +4,7 @@
 //! `Retry-After` and asks again at once on the same connection can make it answer tens of
 //! thousands a second: with the gateway on threads of its own (see the engine's `offload`), four
 //! such clients beside a function at 2× its capacity got 48,000 rejections a second and left
-//! the admitted requests 42% of their peak throughput (BENCHMARKS.md, overload, session 16).
+//! the admitted requests 42% of their peak throughput (BENCHMARKS.md, overload).
 //! So after a rejection the connection's next request waits [`crate::GatewayConfig`]'s
 //! `rejection_pause` in its socket: nothing is read, nothing is spent. A client that honours
 //! `Retry-After` (one second) never notices; a fresh connection is answered at once as before.

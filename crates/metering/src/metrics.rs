@@ -250,7 +250,7 @@ impl Metrics {
         // Durations go straight into their function's histogram (a handle looked up once per
         // function and batch). Collecting them first grew a fresh vector every batch, its
         // reallocations landing on new pages the kernel zeroed; without it the writer's CPU
-        // samples fell by a fifth under load (BENCHMARKS.md, metering, session 10).
+        // samples fell by a fifth under load (BENCHMARKS.md, metering).
         struct Sums {
             labels: FunctionLabels,
             duration: Histogram,

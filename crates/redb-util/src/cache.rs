@@ -4,8 +4,8 @@
 //! the cache is full. For an append-only store that means the process grows by every byte it
 //! writes — about 50 bytes per metered invocation, so ~1 MiB a second for a function serving
 //! 20k requests a second — until 900 MiB per store, and every page it writes is a fresh
-//! allocation the kernel must zero (19% of the usage writer's CPU; BENCHMARKS.md, metering,
-//! session 14). With a bounded cache, pages are evicted and their memory reused.
+//! allocation the kernel must zero (19% of the usage writer's CPU; BENCHMARKS.md,
+//! metering). With a bounded cache, pages are evicted and their memory reused.
 //!
 //! Each store picks the size that fits how it is read:
 
