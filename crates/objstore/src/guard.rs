@@ -112,15 +112,13 @@ pub fn check(
     policy: &AuthPolicy,
     now: SystemTime,
 ) -> Result<(), S3Error> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        });
-    if method == Method::POST && is_form {
+    let is_form = || {
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.as_bytes().trim_ascii_start().get(..19))
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"multipart/form-data"))
+    };
+    if method == Method::POST && is_form() {
         return Err(error(
             S3ErrorCode::NotImplemented,
             "browser POST uploads (multipart/form-data) are not supported; use PUT or a presigned URL",
